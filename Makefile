@@ -1,0 +1,48 @@
+# Two entry points: `make run` (set up, then serve the app) and `make test`.
+# Every step is skipped when its stamp is newer than its inputs, so a second
+# `make run` starts in seconds.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WEIGHTS := pretrained_models/2stems/.verified
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run test setup setup-test system-deps browser-deps bench clean-venv
+
+run: setup
+	$(BIN)/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
+
+test: setup-test
+	$(BIN)/python -m pytest -q
+
+setup: system-deps $(STAMP) $(WEIGHTS)
+
+setup-test: setup browser-deps
+
+system-deps:
+	@command -v ffmpeg >/dev/null || { $(APT) update -qq && $(APT) install -y -qq ffmpeg; }
+
+browser-deps:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
+	  { $(APT) update -qq && $(APT) install -y -qq chromium chromium-driver; }
+
+$(STAMP): requirements.lock pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --only-binary :all: -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(WEIGHTS): $(STAMP) scripts/fetch_spleeter_weights.py
+	$(BIN)/python scripts/fetch_spleeter_weights.py
+	@touch $@
+
+bench: setup
+	$(BIN)/python scripts/bench.py
+
+clean-venv:
+	rm -rf $(VENV)
