@@ -97,6 +97,8 @@ def decode(
         stdin, input_arg = None, str(path)
     cmd = [
         ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error",
+        # Only local files and pipes: a crafted playlist/concat upload must not make ffmpeg fetch anything.
+        "-protocol_whitelist", "file,pipe",
         "-i", input_arg, "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-t", f"{max_duration + 0.5:.3f}",
         "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",

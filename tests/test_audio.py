@@ -129,3 +129,10 @@ def test_format_seconds():
     assert audio.format_seconds(2.5) == "2.5 s"
     assert audio.format_seconds(75) == "1 min 15 s"
     assert audio.format_seconds(3 * 3600) == "3 h 0 min"
+
+
+def test_playlist_upload_cannot_reach_other_files(tmp_path, sung_wav):
+    playlist = tmp_path / "evil.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:3,\nhttp://127.0.0.1:9/x.wav\n#EXT-X-ENDLIST\n")
+    with pytest.raises(UnreadableAudio):
+        audio.decode(playlist.read_bytes())
