@@ -112,10 +112,11 @@ def decode(
         if "matches no streams" in stderr or "does not contain any stream" in stderr:
             raise NoAudioStream(f"{label} has no audio track.")
         raise UnreadableAudio(f"{label} is not audio ffmpeg can read ({_ffmpeg_message(stderr)}).")
-    y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+    y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)  # one writable copy
+    del proc
     if y.size == 0:
         raise UnreadableAudio(f"{label} decodes to no samples (corrupt or truncated file).")
-    y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(y, -1.0, 1.0, out=y)
     duration = y.size / sr
     if duration > max_duration:

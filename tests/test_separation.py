@@ -1,0 +1,234 @@
+"""Vocal extraction with the real Spleeter 2stems weights (fetched by the project's script)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from singtalk import separation
+from singtalk.audio import decode, write_wav
+from singtalk.config import spleeter_models_dir
+from singtalk.errors import SeparationUnavailable
+
+from .conftest import ffmpeg_convert, spoken_buzz, sung_tone
+
+REPO = Path(__file__).resolve().parent.parent
+FETCH = REPO / "scripts" / "fetch_spleeter_weights.py"
+
+
+def run_fetch(env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(FETCH)], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def separator() -> separation.VocalSeparator:
+    """The shared separator, after making sure the real weights are in place."""
+    proc = run_fetch()
+    assert proc.returncode == 0, proc.stderr
+    ok, message = separation.weights_status()
+    assert ok, message
+    return separation.get_separator()
+
+
+def load_fetch_script():
+    spec = importlib.util.spec_from_file_location("fetch_spleeter_weights", FETCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- SI-SNR ---------------------------------------------------------------------------------------
+
+def test_si_snr_is_scale_invariant_and_tracks_noise():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(16000).astype(np.float32)
+    noise = rng.standard_normal(16000).astype(np.float32)
+    assert separation.si_snr(ref, ref) > 100
+    assert separation.si_snr(3.0 * ref + 0.5, ref) > 100  # gain and offset ignored
+    assert separation.si_snr(ref + 0.1 * noise, ref) == pytest.approx(20.0, abs=0.3)
+    assert separation.si_snr(ref + noise, ref) == pytest.approx(0.0, abs=0.3)
+    assert separation.si_snr(np.append(ref, np.ones(50)), ref) > 100  # lengths aligned
+
+
+# --- weights --------------------------------------------------------------------------------------
+
+def test_fetch_script_is_idempotent_and_fast(separator):
+    start = time.perf_counter()
+    proc = run_fetch()
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "already present and verified" in proc.stdout
+    assert elapsed < 1.0
+    folder = spleeter_models_dir() / "2stems"
+    assert (folder / ".probe").is_file()
+    assert not list(spleeter_models_dir().glob(".fetch-*"))  # no staging folder left behind
+
+
+def test_fetch_script_and_library_agree_on_checkpoint_sizes():
+    script = load_fetch_script()
+    for name, size in separation.CHECKPOINT_BYTES.items():
+        assert script.EXPECTED[name][0] == size
+
+
+def test_fetch_script_repairs_a_partial_download(separator, tmp_path):
+    folder = tmp_path / "models" / "2stems"
+    shutil.copytree(spleeter_models_dir() / "2stems", folder)
+    data = folder / "model.data-00000-of-00001"
+    with open(data, "r+b") as handle:
+        handle.truncate(1000)
+    env = {**os.environ, "SINGTALK_SPLEETER_MODELS": str(tmp_path / "models")}
+    proc = run_fetch(env)
+    assert proc.returncode == 0, proc.stderr
+    assert "installed" in proc.stdout
+    assert data.stat().st_size == separation.CHECKPOINT_BYTES[data.name]
+    assert load_fetch_script().problems(folder) == []
+
+
+def _make_missing(root: Path) -> None:
+    root.mkdir()
+
+
+def _make_no_checkpoint(root: Path) -> None:
+    (root / "2stems").mkdir(parents=True)
+    (root / "2stems" / ".probe").write_text("OK")
+
+
+def _make_partial(root: Path) -> None:
+    src = spleeter_models_dir() / "2stems"
+    dst = root / "2stems"
+    dst.mkdir(parents=True)
+    for name in ("checkpoint", "model.index", ".probe"):
+        shutil.copy(src / name, dst / name)
+    with open(src / "model.data-00000-of-00001", "rb") as full:
+        (dst / "model.data-00000-of-00001").write_bytes(full.read(1 << 20))
+
+
+CHECK_SNIPPET = """
+import os, sys
+from singtalk import separation
+from singtalk.errors import SeparationUnavailable
+assert os.environ["MODEL_PATH"] == sys.argv[1], os.environ["MODEL_PATH"]
+ok, message = separation.weights_status()
+assert not ok, message
+try:
+    separation.get_separator()
+except SeparationUnavailable as err:
+    print(err)
+    sys.exit(3)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("make", [_make_missing, _make_no_checkpoint, _make_partial],
+                         ids=["empty-dir", "no-checkpoint", "partial-data"])
+def test_missing_or_partial_weights_refuse_to_separate(separator, tmp_path, make):
+    root = tmp_path / "models"
+    make(root)
+    env = {**os.environ, "SINGTALK_SPLEETER_MODELS": str(root)}
+    proc = subprocess.run([sys.executable, "-c", CHECK_SNIPPET, str(root)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=REPO)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "python scripts/fetch_spleeter_weights.py" in proc.stdout
+    assert "make run" in proc.stdout
+    assert str(root) in proc.stdout
+
+
+# --- quality on real mixtures ---------------------------------------------------------------------
+
+def test_mir1k_vocals_beat_the_mixture(separator, corpus, manifest):
+    paths = set(manifest["path"])
+    mixes = sorted(p for p in paths if p.startswith("mixture/mir1k/") and p.endswith("_mix.flac"))
+    pairs = [(m, f"singing/mir1k/{Path(m).name[:-len('_mix.flac')]}.flac") for m in mixes]
+    pairs = [pair for pair in pairs if pair[1] in paths]
+    assert len(pairs) >= 4, "the corpus should hold MIR-1K mixtures with their clean vocals"
+    chosen = pairs[:: max(1, len(pairs) // 4)][:4]  # spread over singers
+    extracted, raw = [], []
+    for mix_rel, clean_rel in chosen:
+        mix = decode(corpus / mix_rel, sr=16000)
+        clean = decode(corpus / clean_rel, sr=16000)
+        vocals = separator.vocals(mix, 16000)
+        extracted.append(separation.si_snr(vocals, clean))
+        raw.append(separation.si_snr(mix, clean))
+    print(f"SI-SNR extracted {np.mean(extracted):.2f} dB, mixture {np.mean(raw):.2f} dB on {len(chosen)} files")
+    assert np.mean(extracted) >= 7.0
+    assert np.mean(extracted) - np.mean(raw) >= 5.0
+
+
+# --- threads, files, lengths ----------------------------------------------------------------------
+
+def test_concurrent_calls_match_sequential_ones(separator):
+    sr = 16000
+    rng = np.random.default_rng(1)
+    clips = [
+        sung_tone(30.0, sr) + 0.05 * rng.standard_normal(30 * sr).astype(np.float32),  # 2 chunks each
+        spoken_buzz(27.0, sr) + sung_tone(27.0, sr, notes=(330.0, 294.0)),
+    ]
+    sequential = [separator.vocals(clip, sr) for clip in clips]
+    assert all(np.sqrt(np.mean(v ** 2)) > 1e-3 for v in sequential)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        concurrent = list(pool.map(lambda clip: separator.vocals(clip, sr), clips))
+    for seq, con in zip(sequential, concurrent):
+        np.testing.assert_allclose(con, seq, atol=1e-5)
+    assert not np.allclose(sequential[0][: sr * 27], sequential[1], atol=1e-3)
+
+
+def test_separate_file_writes_stem_vocals_wav(separator, tmp_path):
+    src = write_wav(tmp_path / "source.wav", sung_tone(3.3, 22050), 22050)
+    song = ffmpeg_convert(src, tmp_path / "my song.flac", "-ac", "2")
+    out = separation.separate_file(song, tmp_path / "out")
+    assert out == tmp_path / "out" / "my song.vocals.wav"
+    with wave.open(str(out)) as handle:
+        assert handle.getframerate() == 44100
+        assert handle.getnchannels() == 1
+        assert abs(handle.getnframes() - round(3.3 * 44100)) <= 2
+
+
+def test_separate_files_reports_bad_files_and_goes_on(separator, tmp_path):
+    good = write_wav(tmp_path / "good.wav", sung_tone(2.0))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really audio" * 10)
+    missing = tmp_path / "missing.wav"
+    errors = []
+    results = separation.separate_files([bad, good, missing], tmp_path / "out",
+                                        on_error=lambda path, err: errors.append(path))
+    assert [r.ok for r in results] == [False, True, False]
+    assert errors == [bad, missing]
+    assert results[1].output == tmp_path / "out" / "good.vocals.wav" and results[1].output.is_file()
+    assert "bad.wav" in results[0].error
+    assert not (tmp_path / "out" / "bad.vocals.wav").exists()
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("n", [1, 1023, 44101])
+def test_output_length_and_type_match_input(separator, sr, n):
+    y = np.sin(2 * np.pi * 440 * np.arange(n) / sr).astype(np.float32) * 0.3
+    vocals = separator.vocals(y, sr)
+    assert vocals.shape == (n,)
+    assert vocals.dtype == np.float32
+    assert np.all(np.isfinite(vocals))
+
+
+def test_empty_input_gives_empty_output(separator):
+    assert separator.vocals(np.zeros(0, dtype=np.float32), 16000).shape == (0,)
+
+
+def test_long_input_is_chunked_seamlessly(separator):
+    """A 60 s input runs in 3 chunks; the cross-fades leave no gain bump or hole."""
+    sr = 16000
+    y = sung_tone(60.0, sr)
+    vocals = separator.vocals(y, sr)
+    assert len(separation._chunk_starts(y.size, int((separation.CHUNK_SAMPLES - 64) * sr / 44100), 2 * sr)) == 3
+    envelope = np.sqrt(np.convolve(vocals ** 2, np.ones(sr // 10) / (sr // 10), mode="valid"))
+    inner = envelope[sr: -sr]
+    assert inner.min() > 0.5 * np.median(inner)
+    assert inner.max() < 1.5 * np.median(inner)
