@@ -23,7 +23,7 @@ from .errors import NoAudioStream, SilentAudio, TooLong, TooShort, UnreadableAud
 SAMPLE_RATE = 16000
 """The working rate of the whole pipeline (Hz)."""
 
-MIN_DURATION_S = 1.0
+MIN_DURATION_S = 0.5
 """Least sounding audio, after trimming, that the classifier accepts."""
 
 MAX_DURATION_S = float(os.environ.get("SINGTALK_MAX_DURATION_S", "1800"))

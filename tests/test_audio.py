@@ -114,7 +114,7 @@ def test_silence_and_too_little_sound():
     with pytest.raises(SilentAudio):
         audio.prepare(np.zeros(audio.SAMPLE_RATE * 5, dtype=np.float32))
     with pytest.raises(TooShort, match="after removing silence"):
-        audio.prepare(np.concatenate([np.zeros(16000, np.float32), sung_tone(0.3)]))
+        audio.prepare(np.concatenate([np.zeros(16000, np.float32), sung_tone(0.2)]))
 
 
 def test_write_wav_round_trip(tmp_path):

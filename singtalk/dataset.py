@@ -1,0 +1,236 @@
+"""Labelled audio → feature tables, with speaker-aware splits and a scaler.
+
+A labelled set comes from folders (``singing/``, ``talking/``…: class names are
+folder names) or from a manifest CSV (``path,label`` plus optional
+``speaker,source``). :func:`build_tables` decodes every file once, extracts the
+features in parallel, logs failures without stopping, splits train/test with no
+speaker on both sides, fits a MinMax scaler on train rows only and writes
+``train_features_scaled.csv``, ``test_features_scaled.csv``, ``scaler.json``,
+``features_raw.csv`` and ``failures.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import atomic
+from .errors import DatasetError, SingtalkError
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".wma", ".aiff", ".aif"}
+META_COLUMNS = ["path", "label", "speaker", "source"]
+TRAIN_TABLE = "train_features_scaled.csv"
+TEST_TABLE = "test_features_scaled.csv"
+RAW_TABLE = "features_raw.csv"
+SCALER_FILE = "scaler.json"
+FAILURES_FILE = "failures.csv"
+
+Progress = Callable[[int, int], None]
+
+
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def audio_files(root: str | os.PathLike) -> list[Path]:
+    """Audio files under ``root`` (recursive), sorted."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_audio(p))
+
+
+def from_folders(root: str | os.PathLike, *, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """A labelled set from ``root/<class>/**/<file>``; the speaker is unknown (one group per file)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder.")
+    rows = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if classes is not None and class_dir.name not in classes:
+            continue
+        for path in audio_files(class_dir):
+            rel = path.relative_to(class_dir)
+            source = rel.parts[0] if len(rel.parts) > 1 else class_dir.name
+            rows.append({"path": str(path), "label": class_dir.name, "speaker": "", "source": source})
+    if not rows:
+        raise DatasetError(f"No audio files in class folders under {root} (expected e.g. {root}/singing/*.wav).")
+    return normalise_labelled(pd.DataFrame(rows))
+
+
+def from_manifest(csv_path: str | os.PathLike, *, root: str | os.PathLike | None = None,
+                  classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """A labelled set from a CSV with ``path,label`` (+ ``speaker,source``); relative paths are under ``root``
+    (default: the CSV's folder). Missing files and unknown columns are named in a :class:`DatasetError`."""
+    csv_path = Path(csv_path)
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DatasetError(f"Cannot read {csv_path.name}: {err}") from err
+    missing = [c for c in ("path", "label") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; it needs at least path,label.")
+    base = Path(root) if root else csv_path.parent
+    frame["path"] = [p if os.path.isabs(p) else str(base / p) for p in frame["path"]]
+    if classes is not None:
+        frame = frame[frame["label"].isin(classes)]
+    return normalise_labelled(frame)
+
+
+def normalise_labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ensure ``path,label,speaker,source`` columns, drop empty labels, check files exist."""
+    frame = frame.copy()
+    for column in ("speaker", "source"):
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame.fillna("")
+    frame["label"] = frame["label"].astype(str).str.strip()
+    frame = frame[frame["label"] != ""]
+    missing = [p for p in frame["path"] if not Path(p).is_file()]
+    if missing:
+        shown = ", ".join(Path(p).name for p in missing[:5])
+        raise DatasetError(f"{len(missing)} listed file(s) do not exist, e.g. {shown}.")
+    if frame.empty:
+        raise DatasetError("The labelled set is empty.")
+    return frame[META_COLUMNS + [c for c in frame.columns if c not in META_COLUMNS]].reset_index(drop=True)
+
+
+def speaker_groups(frame: pd.DataFrame) -> np.ndarray:
+    """Group key per row: ``source:speaker`` when the speaker is known, else the file itself."""
+    return np.array([f"{src}:{spk}" if spk else f"file:{path}"
+                     for path, spk, src in zip(frame["path"], frame["speaker"], frame["source"])])
+
+
+def split_by_speaker(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask of test rows: stratified by label, no speaker on both sides."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < test_size < 1:
+        raise DatasetError("test_size must be between 0 and 1.")
+    groups = speaker_groups(frame)
+    n_splits = max(2, int(round(1 / test_size)))
+    if len(set(groups)) < n_splits:
+        raise DatasetError(f"Only {len(set(groups))} speaker group(s): too few for a {test_size:.0%} test split.")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    labels = frame["label"].to_numpy()
+    folds = [test for _, test in splitter.split(np.zeros(len(frame)), labels, groups)]
+    # Large speaker groups make fold sizes uneven: take the fold closest to the asked size with every class.
+    n_classes = len(set(labels))
+    usable = [f for f in folds if len(set(labels[f])) == n_classes] or folds
+    test_index = min(usable, key=lambda f: abs(len(f) - test_size * len(frame)))
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[test_index] = True
+    return mask
+
+
+def file_features(path: str) -> np.ndarray:
+    """Feature vector of one audio file: decode → trim check → features."""
+    from . import audio, features
+
+    y = audio.decode(path)
+    audio.prepare(y)  # silence and too-little-sound checks with the 20 dB rule
+    return features.extract(y, audio.SAMPLE_RATE)
+
+
+def _safe_features(path: str) -> tuple[np.ndarray | None, str]:
+    try:
+        return file_features(path), ""
+    except SingtalkError as err:
+        return None, str(err)
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop a build
+        return None, f"{type(err).__name__}: {err}"
+
+
+def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | None = None,
+                worker: Callable[[str], tuple[np.ndarray | None, str]] = _safe_features):
+    """Features for many files in parallel; returns ``(vectors or None, error strings)`` in input order."""
+    total = len(paths)
+    results: list = [None] * total
+    jobs = max(1, int(jobs or os.cpu_count() or 1))
+    if jobs == 1 or total < 4:
+        for i, path in enumerate(paths):
+            results[i] = worker(path)
+            if progress:
+                progress(i + 1, total)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for i, result in enumerate(pool.map(worker, paths, chunksize=max(1, min(16, total // (jobs * 4) or 1)))):
+                results[i] = result
+                if progress:
+                    progress(i + 1, total)
+    vectors = [r[0] for r in results]
+    errors = [r[1] for r in results]
+    return vectors, errors
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    n_train: int
+    n_test: int
+    failures: pd.DataFrame
+    class_counts: dict = field(default_factory=dict)
+
+
+def feature_frame(labelled: pd.DataFrame, vectors: Iterable[np.ndarray | None]) -> pd.DataFrame:
+    """Meta columns + one column per feature name, for the rows whose vector exists."""
+    from .features import FEATURE_NAMES
+
+    keep = [i for i, v in enumerate(vectors) if v is not None]
+    vectors = list(vectors)
+    matrix = np.vstack([vectors[i] for i in keep]) if keep else np.zeros((0, len(FEATURE_NAMES)))
+    meta = labelled.iloc[keep][META_COLUMNS].reset_index(drop=True)
+    return pd.concat([meta, pd.DataFrame(matrix, columns=list(FEATURE_NAMES))], axis=1)
+
+
+def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_size: float = 0.2, seed: int = 0,
+                 jobs: int = 1, progress: Progress | None = None) -> BuildResult:
+    """Extract, split by speaker, scale on train only, and write the tables atomically."""
+    from .features import FEATURE_NAMES
+    from .scaling import MinMaxScaling
+
+    out_dir = Path(out_dir)
+    vectors, errors = extract_all(list(labelled["path"]), jobs=jobs, progress=progress)
+    failures = pd.DataFrame([{"path": p, "error": e} for p, e in zip(labelled["path"], errors) if e],
+                            columns=["path", "error"])
+    table = feature_frame(labelled, vectors)
+    if table["label"].nunique() < 2:
+        raise DatasetError(f"Need at least two classes with usable audio; found {sorted(table['label'].unique())}.")
+    test_mask = split_by_speaker(table, test_size=test_size, seed=seed)
+    names = list(FEATURE_NAMES)
+    scaler = MinMaxScaling(names).fit(table.loc[~test_mask, names].to_numpy())
+    scaled = table.copy()
+    scaled[names] = scaler.transform(table[names].to_numpy())
+    raw = table.copy()
+    raw.insert(4, "split", np.where(test_mask, "test", "train"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_csv(out_dir / RAW_TABLE, raw)
+    atomic.write_csv(out_dir / TRAIN_TABLE, scaled[~test_mask])
+    atomic.write_csv(out_dir / TEST_TABLE, scaled[test_mask])
+    atomic.write_csv(out_dir / FAILURES_FILE, failures)
+    scaler.save(out_dir / SCALER_FILE)
+    return BuildResult(out_dir, int((~test_mask).sum()), int(test_mask.sum()), failures,
+                       table["label"].value_counts().to_dict())
+
+
+def load_table(path: str | os.PathLike, *, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a feature table and check its columns (named in a :class:`DatasetError` when missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"No feature table at {path}.")
+    frame = pd.read_csv(path, keep_default_na=False, dtype={"path": str, "label": str, "speaker": str, "source": str})
+    if feature_names is None:
+        from .features import FEATURE_NAMES as feature_names  # noqa: N811
+    missing = [c for c in ["path", "label", *feature_names] if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path.name} lacks {len(missing)} column(s), e.g. {', '.join(missing[:5])}.")
+    for column in ("speaker", "source"):
+        if column not in frame.columns:
+            frame[column] = ""
+    return frame
