@@ -1,0 +1,150 @@
+"""The ``singtalk`` command line on real clips with the shipped model: batch CSV, bad inputs, timeline, URLs."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from singtalk.audio import write_wav
+from singtalk.config import REPO_ROOT
+from tests.conftest import ffmpeg_convert, sung_tone
+
+CLI = [sys.executable, "-m", "singtalk.cli"]
+
+
+def run_cli(*args, env_extra=None, timeout=600):
+    import os
+
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def good_clips(manifest, tmp_path_factory):
+    """12 real clips, 6 singing and 6 talking, from every source (copied to tmp, never into the repo)."""
+    folder = tmp_path_factory.mktemp("batch")
+    picked = manifest[manifest.label.isin(["singing", "talking"])].groupby(["label", "source"]).head(2)
+    picked = picked.groupby("label").head(6)
+    rows = []
+    for row in picked.itertuples():
+        dst = folder / f"{row.label}__{Path(row.path).name}"
+        dst.write_bytes(Path(row.abspath).read_bytes())
+        rows.append((dst, row.label))
+    return folder, rows
+
+
+def test_batch_folder_with_broken_files(good_clips, tmp_path):
+    folder, rows = good_clips
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.mp3").write_text("not audio at all\n" * 20)
+    write_wav(folder / "silence.wav", sung_tone(5.0) * 0)
+    write_wav(folder / "short.wav", sung_tone(0.3))
+    out = tmp_path / "out.csv"
+    proc = run_cli("classify", folder, "--csv", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert list(table.columns[:5]) == ["label", "p_singing", "confidence", "duration_s", "error"]
+    for name in ("empty.wav", "text.mp3", "silence.wav", "short.wav"):
+        row = table.loc[str(folder / name)]
+        assert row.label == "" and row.error, name
+    assert "silent" in table.loc[str(folder / "silence.wav")].error
+    good = table.loc[[str(p) for p, _ in rows]]
+    assert (good.error == "").all()
+    truth = [label for _, label in rows]
+    accuracy = (good.label.to_numpy() == truth).mean()
+    assert accuracy >= 0.9, good[["label", "p_singing"]]
+
+
+def test_exit_zero_and_stdout_when_all_good(good_clips):
+    folder, rows = good_clips
+    proc = run_cli("classify", rows[0][0], rows[-1][0])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("path,label,p_singing")
+    assert len(proc.stdout.splitlines()) == 3
+
+
+def test_timeline_on_long_mixture_with_separation(corpus, tmp_path):
+    mixture = corpus / "mixture" / "librosa_fishin"
+    source = sorted(mixture.glob("*"))[0]
+    out, timeline = tmp_path / "out.csv", tmp_path / "timeline.csv"
+    proc = run_cli("classify", source, "--separate", "--csv", out, "--timeline", timeline)
+    assert proc.returncode == 0, proc.stderr
+    windows = pd.read_csv(timeline, keep_default_na=False)
+    assert list(windows.columns[:5]) == ["path", "start_s", "end_s", "label", "p_singing"]
+    assert len(windows) > 50 and (windows.start_s.diff().dropna() > 0).all()
+    assert windows.end_s.max() == pytest.approx(pd.read_csv(out).duration_s[0], abs=0.5)
+    sung = windows[windows.label != ""]
+    assert (sung.label == "singing").mean() > 0.7
+    assert pd.read_csv(out).label[0] == "singing"
+
+
+def test_url_input_from_loopback_server(good_clips, tmp_path):
+    folder, rows = good_clips
+    singing = next(p for p, label in rows if label == "singing")
+    ffmpeg_convert(singing, tmp_path / "clip.mp4", "-c:a", "aac")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/clip.mp4"
+        refused = run_cli("classify", url)
+        assert refused.returncode == 1 and "private" in refused.stderr.lower() + refused.stdout.lower()
+        proc = run_cli("classify", url, env_extra={"SINGTALK_ALLOW_PRIVATE_URLS": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert ",singing," in proc.stdout
+    finally:
+        server.shutdown()
+
+
+def test_separate_command(good_clips, tmp_path):
+    folder, rows = good_clips
+    clip = rows[0][0]
+    proc = run_cli("separate", clip, tmp_path / "missing.wav", "--out", tmp_path / "vocals")
+    assert proc.returncode == 1 and "missing.wav" in proc.stderr
+    assert (tmp_path / "vocals" / f"{clip.stem}.vocals.wav").is_file()
+
+
+def test_setup_errors_are_one_line(tmp_path):
+    proc = run_cli("classify", "x.wav", "--models", tmp_path / "nostore")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: No model") and "Traceback" not in proc.stderr
+    proc = run_cli("models")
+    assert proc.returncode == 0 and "*" in proc.stdout
+
+
+def test_features_train_tune_eda_models_rollback(manifest, tmp_path):
+    """The headless model-building path end to end on 60 real clips, into a fresh store."""
+    subset = manifest[manifest.source.isin(["ravdess", "mir1k", "librispeech"])]
+    subset = subset.groupby(["label", "source", "speaker"]).head(1).groupby(["label", "source"]).head(10)
+    subset = subset[subset.label.isin(["singing", "talking"])]
+    labelled = tmp_path / "labelled.csv"
+    subset.assign(path=subset.abspath)[["path", "label", "speaker", "source"]].to_csv(labelled, index=False)
+    tables, store = tmp_path / "tables", tmp_path / "store"
+    proc = run_cli("features", labelled, "--out", tables, "--jobs", "2", "--test-size", "0.25")
+    assert proc.returncode == 0, proc.stderr
+    assert (tables / "train_features_scaled.csv").is_file() and "failed files: 0" in proc.stdout
+    proc = run_cli("train", "--data", tables, "--models", store, "--epochs", "30", "--patience", "5", "--promote")
+    assert proc.returncode == 0, proc.stderr
+    assert "test balanced accuracy" in proc.stdout and "epoch 1/" in proc.stderr
+    proc = run_cli("tune", "--data", tables, "--models", store, "--trials", "2", "--epochs", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("trial ") >= 2
+    proc = run_cli("eda", "--data", tables, "--out", tmp_path / "eda")
+    assert proc.returncode == 0, proc.stderr
+    assert {"class_balance.csv", "correlations.csv", "projection.html"} <= {p.name for p in (tmp_path / "eda").iterdir()}
+    listing = run_cli("models", "--models", store).stdout.splitlines()
+    assert len(listing) == 2 and sum(line.startswith("*") for line in listing) == 1
+    current = next(line for line in listing if line.startswith("*")).split()[1]
+    other = next(line for line in listing if not line.startswith("*")).split()[0]
+    proc = run_cli("rollback", other, "--models", store)
+    assert proc.returncode == 0 and other in proc.stdout
+    assert next(line for line in run_cli("models", "--models", store).stdout.splitlines()
+                if line.startswith("*")).split()[1] == other != current
