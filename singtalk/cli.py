@@ -57,7 +57,7 @@ def cmd_features(args) -> int:
         labelled = dataset.from_folders(source, classes=classes)
     print(f"{len(labelled)} files, classes: {labelled['label'].value_counts().to_dict()}", file=sys.stderr)
     result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
-                                  progress=progress_printer("features"))
+                                  progress=progress_printer("features"), cluster=args.cluster)
     print(f"train rows: {result.n_train}, test rows: {result.n_test}, failed files: {len(result.failures)}")
     for path, error in result.failures.itertuples(index=False):
         print(f"failed: {path}: {error}", file=sys.stderr)
@@ -86,15 +86,16 @@ def cmd_classify(args) -> int:
     import pandas as pd
 
     from . import atomic
-    from .classify import label_batch
+    from .batch import classify_many
 
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise SingtalkError("No inputs: give files, folders or URLs.")
-    classifier = load_classifier(args)
+    version, outcomes = classify_many(inputs, models_root=models_root(args), separate=args.separate,
+                                      jobs=classify_jobs(args.jobs, len(inputs)), cluster=args.cluster,
+                                      progress=progress_printer("classify"))
     rows, timelines, failed = [], [], 0
-    for source, prediction, error in label_batch(classifier, inputs, separate=args.separate,
-                                                 progress=progress_printer("classify")):
+    for source, prediction, error in outcomes:
         row = {"path": source, "label": "", "p_singing": "", "confidence": "", "duration_s": "", "error": error}
         if prediction is not None:
             row.update(label=prediction.label, p_singing=round(prediction.p_singing, 4),
@@ -115,7 +116,7 @@ def cmd_classify(args) -> int:
         timeline = pd.concat(timelines, ignore_index=True) if timelines else pd.DataFrame(columns=columns)
         ordered = columns + [c for c in timeline.columns if c not in columns]
         atomic.write_csv(args.timeline, timeline.reindex(columns=ordered))
-    print(f"{len(rows) - failed} classified, {failed} failed (model {classifier.version})", file=sys.stderr)
+    print(f"{len(rows) - failed} classified, {failed} failed (model {version})", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -132,6 +133,18 @@ def cmd_separate(args) -> int:
 
 
 # -- parser -----------------------------------------------------------------
+POOL_MIN_INPUTS = 200
+"""Each pool worker spends seconds importing TensorFlow and loading the model: below this many inputs
+one process is faster (docs/performance.md)."""
+
+
+def classify_jobs(requested: int | None, n_inputs: int) -> int:
+    """``--jobs`` as given, else one per core for large batches and 1 for small ones."""
+    if requested:
+        return max(1, requested)
+    return (os.cpu_count() or 1) if n_inputs >= POOL_MIN_INPUTS else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="singtalk", description="Tell talking from singing in any audio.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -144,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    p.add_argument("--cluster", metavar="ADDRESS", help="extract on the Ray cluster at HOST:PORT instead")
     p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("classify", help="classify files, folders or URLs to CSV")
@@ -152,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", help="per-window CSV for long inputs")
     p.add_argument("--separate", action="store_true", help="extract vocals with Spleeter first")
     p.add_argument("--models", help="model store folder (default: $SINGTALK_MODELS or models/)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, each loading the model (default: one per core from "
+                        f"{POOL_MIN_INPUTS} inputs on, else 1 = this process)")
+    p.add_argument("--cluster", metavar="ADDRESS", help="classify on the Ray cluster at HOST:PORT instead")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("separate", help="extract vocals with Spleeter 2stems")

@@ -148,12 +148,25 @@ def _safe_features(path: str) -> tuple[np.ndarray | None, str]:
 
 
 def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | None = None,
-                worker: Callable[[str], tuple[np.ndarray | None, str]] = _safe_features):
-    """Features for many files in parallel; returns ``(vectors or None, error strings)`` in input order."""
+                worker: Callable[[str], tuple[np.ndarray | None, str]] = _safe_features,
+                cluster: str | None = None):
+    """Features for many files in parallel; returns ``(vectors or None, error strings)`` in input order.
+
+    ``cluster`` (``HOST:PORT`` of a Ray head; default ``$SINGTALK_CLUSTER``) runs the
+    default worker as Ray tasks on that cluster instead of local processes (see
+    :mod:`singtalk.batch`).
+    """
     total = len(paths)
     results: list = [None] * total
     jobs = max(1, int(jobs or os.cpu_count() or 1))
-    if jobs == 1 or total < 4:
+    cluster = cluster or os.environ.get("SINGTALK_CLUSTER") or None
+    if cluster:
+        if worker is not _safe_features:
+            raise DatasetError("A custom feature worker cannot run on a cluster.")
+        from .batch import cluster_features
+
+        results = cluster_features(list(paths), address=cluster, progress=progress)
+    elif jobs == 1 or total < 4:
         for i, path in enumerate(paths):
             results[i] = worker(path)
             if progress:
@@ -190,13 +203,13 @@ def feature_frame(labelled: pd.DataFrame, vectors: Iterable[np.ndarray | None]) 
 
 
 def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_size: float = 0.2, seed: int = 0,
-                 jobs: int = 1, progress: Progress | None = None) -> BuildResult:
+                 jobs: int = 1, progress: Progress | None = None, cluster: str | None = None) -> BuildResult:
     """Extract, split by speaker, scale on train only, and write the tables atomically."""
     from .features import FEATURE_NAMES
     from .scaling import MinMaxScaling
 
     out_dir = Path(out_dir)
-    vectors, errors = extract_all(list(labelled["path"]), jobs=jobs, progress=progress)
+    vectors, errors = extract_all(list(labelled["path"]), jobs=jobs, progress=progress, cluster=cluster)
     failures = pd.DataFrame([{"path": p, "error": e} for p, e in zip(labelled["path"], errors) if e],
                             columns=["path", "error"])
     table = feature_frame(labelled, vectors)

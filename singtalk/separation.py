@@ -109,6 +109,20 @@ def _chunk_starts(n: int, chunk: int, overlap: int) -> list[int]:
     return starts
 
 
+def _restore_keras_v2(tf) -> None:
+    """Undo Keras' class swap after Spleeter built its layers inside a TF1 graph.
+
+    Keras picks a layer's base classes (v1 or v2) when a layer is created and
+    rewrites ``__bases__`` of the shared classes to match; layers created in
+    Spleeter's ``tf.Graph`` switch Dense, Dropout, Model... to their v1 bases,
+    which breaks every eager Keras model already loaded in the process ("Your
+    Layer or Model is in an invalid state"). Creating one layer and one model
+    eagerly switches them back.
+    """
+    inputs = tf.keras.Input(shape=(1,))
+    tf.keras.Model(inputs, tf.keras.layers.Dropout(0.0)(tf.keras.layers.Dense(1)(inputs)))
+
+
 class VocalSeparator:
     """Spleeter 2stems in a private graph and session; share one instance across threads.
 
@@ -133,6 +147,7 @@ class VocalSeparator:
             self._build(tf, EstimatorSpecBuilder, params, checkpoint)
         finally:
             tf_logger.setLevel(level)
+            _restore_keras_v2(tf)
         self._graph.finalize()
         self._run(np.zeros((SPLEETER_RATE, 2), dtype=np.float32))  # warm-up: graph optimisation happens here
 

@@ -232,3 +232,24 @@ def test_long_input_is_chunked_seamlessly(separator):
     inner = envelope[sr: -sr]
     assert inner.min() > 0.5 * np.median(inner)
     assert inner.max() < 1.5 * np.median(inner)
+
+
+def test_keras_models_loaded_before_spleeter_keep_working():
+    """Spleeter builds Keras layers in a TF1 graph; a classifier loaded earlier must still predict after."""
+    code = """
+import numpy as np
+from singtalk.model import TrainConfig, build_model, predict_proba
+model = build_model(10, 2, TrainConfig())
+X = np.random.default_rng(0).random((4, 10), dtype=np.float32)
+before = predict_proba(model, X)
+from singtalk.separation import get_separator
+get_separator().vocals(np.zeros(16000, np.float32), 16000)
+assert np.allclose(before, predict_proba(model, X))
+build_model(10, 2, TrainConfig())
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

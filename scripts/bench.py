@@ -1,0 +1,380 @@
+"""Speed and scale of singtalk, measured side by side in one run: one command, one table.
+
+    .venv/bin/python scripts/bench.py [--quick] [--skip ROW,...] [--models DIR]
+
+Every row is a ratio against its goal (docs/performance.md says what limits each).
+Test audio is built in a temporary folder by concatenating corpus clips
+(`singtalk.config.data_dir()`); nothing is written into the repository. The model
+is the store at `singtalk.config.models_dir()` unless --models is given. A row
+that cannot be measured prints why instead of a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from singtalk import audio, config  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SR = audio.SAMPLE_RATE
+ROWS: list[tuple[str, str, str, str]] = []  # (what, measured, goal, verdict / note)
+
+
+def row(what: str, measured: str, goal: str = "", ok: bool | None = None, note: str = "") -> None:
+    verdict = "" if ok is None else ("meets" if ok else "MISSES")
+    ROWS.append((what, measured, goal, " ".join(x for x in (verdict, note) if x)))
+    print(f"  {what}: {measured} {('(goal ' + goal + ')') if goal else ''} {note}", file=sys.stderr, flush=True)
+
+
+def measured(name: str):
+    """Run a row function; on failure print the reason in the table instead of crashing."""
+    def wrap(fn):
+        def run(*args, **kwargs):
+            if name in SKIP:
+                row(name, "skipped", note="(--skip)")
+                return None
+            print(f"[bench] {name}…", file=sys.stderr, flush=True)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - a row that cannot be measured says why
+                traceback.print_exc(file=sys.stderr)
+                row(name, "not measured", note=f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}")
+                return None
+        return run
+    return wrap
+
+
+SKIP: set[str] = set()
+
+
+# -- test audio ---------------------------------------------------------------
+def corpus_clips(label: str | None = None, *, n: int | None = None, seed: int = 0) -> list[tuple[Path, float]]:
+    import pandas as pd
+
+    root = config.data_dir()
+    manifest = pd.read_csv(root / "manifest.csv")
+    manifest = manifest[manifest["label"].isin(["singing", "talking"] if label is None else [label])]
+    manifest = manifest.sample(frac=1.0, random_state=seed)
+    if n is not None:
+        manifest = manifest.iloc[:n] if n <= len(manifest) else manifest.sample(n, replace=True, random_state=seed)
+    return [(root / p, float(d)) for p, d in zip(manifest["path"], manifest["duration_s"])]
+
+
+def long_audio(seconds: float, folder: Path, *, name: str, label: str | None = None, sr: int = SR) -> Path:
+    """Corpus clips decoded and concatenated to ``seconds``, written as 16-bit WAV in ``folder``."""
+    parts, total, seed = [], 0, 0
+    while total < seconds * sr:
+        for path, _ in corpus_clips(label, seed=seed):
+            y = audio.decode(path, sr=sr)
+            parts.append(y)
+            total += y.size
+            if total >= seconds * sr:
+                break
+        seed += 1
+    return audio.write_wav(folder / name, np.concatenate(parts)[: int(seconds * sr)], sr)
+
+
+# -- rows -----------------------------------------------------------------------
+@measured("features")
+def bench_features(tmp: Path, repeats: int) -> None:
+    import librosa
+    from bench_features import paired, seed_way
+
+    from singtalk import features
+
+    y = audio.decode(long_audio(30, tmp, name="clip30.wav"))
+    stft = lambda: librosa.stft(y, n_fft=features.N_FFT, hop_length=features.HOP_LENGTH,  # noqa: E731
+                                win_length=features.WIN_LENGTH)
+    ref_ms, fast = paired(stft, {
+        "extract": lambda: features.extract(y, SR),
+        "windows": lambda: features.extract_windows(features.analyse(y, SR)),
+    }, repeats)
+    _, seed = paired(stft, {"seed": lambda: seed_way(y, SR, features.HOP_LENGTH)}, max(3, repeats // 3))
+    row("features, 30 s clip: extract (pitch incl.) / one STFT", f"{fast['extract'][1]:.2f}x", "<= 3x",
+        fast["extract"][1] <= 3, f"(STFT {ref_ms:.0f} ms, extract {fast['extract'][0]:.0f} ms)")
+    row("features, 30 s clip: analyse + 4 s windows / one STFT", f"{fast['windows'][1]:.2f}x", "<= 3x",
+        fast["windows"][1] <= 3)
+    row("features, 30 s clip: seed's way (STFT per feature) / one STFT", f"{seed['seed'][1]:.2f}x", "(~12x)")
+
+
+@measured("batch")
+def bench_batch(classifier, n_clips: int) -> None:
+    from singtalk.classify import label_batch
+
+    clips = corpus_clips(n=n_clips, seed=1)
+    list(label_batch(classifier, [str(clips[0][0])]))  # warm
+    start = time.perf_counter()
+    out = list(label_batch(classifier, [str(p) for p, _ in clips]))
+    elapsed = time.perf_counter() - start
+    seconds = sum(d for _, d in clips)
+    failed = sum(1 for _, p, _e in out if p is None)
+    speed = seconds / elapsed
+    row(f"batch classify, {n_clips} clips, model warm, 1 process", f"{speed:.0f}x real time", ">= 100x",
+        speed >= 100, f"({seconds:.0f} s audio in {elapsed:.1f} s, {1000 * elapsed / n_clips:.0f} ms/file"
+        + (f", {failed} failed" if failed else "") + ")")
+
+
+@measured("separate-warm")
+def bench_separate_warm(classifier, tmp: Path, seconds: float) -> None:
+    from singtalk.separation import get_separator
+
+    path = long_audio(seconds, tmp, name="sep.wav")
+    get_separator()
+    classifier.classify_source(str(long_audio(5, tmp, name="warm.wav")), separate=True)
+    start = time.perf_counter()
+    classifier.classify_source(str(path), separate=True)
+    elapsed = time.perf_counter() - start
+    speed = seconds / elapsed
+    row(f"classify with Spleeter, {seconds:.0f} s file, model + Spleeter warm", f"{speed:.1f}x real time",
+        ">= 20x", speed >= 20, f"({elapsed:.1f} s)")
+
+
+def run_cli(args: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
+    """(wall seconds, exit status, peak RSS of the process tree's largest process in MB, stderr tail)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(BIN / "singtalk"), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env or os.environ.copy())
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024  # largest child so far
+    return elapsed, proc.returncode, peak_mb, err.decode(errors="replace")[-300:]
+
+
+@measured("cli")
+def bench_cli(tmp: Path, models: Path, seconds: float) -> None:
+    path = long_audio(seconds, tmp, name="long.wav")
+    elapsed, code, _, err = run_cli(["classify", str(path), "--models", str(models), "--csv", str(tmp / "o.csv")])
+    if code != 0:
+        raise RuntimeError(f"singtalk classify exited {code}: {err}")
+    speed = seconds / elapsed
+    row(f"CLI `singtalk classify`, one {seconds / 60:.0f} min file, start-up incl.", f"{speed:.0f}x real time",
+        ">= 50x", speed >= 50, f"({elapsed:.1f} s)")
+
+
+@measured("cli-folder")
+def bench_cli_folder(tmp: Path, models: Path, seconds: float) -> None:
+    folder = tmp / "folder"
+    folder.mkdir(exist_ok=True)
+    total = 0.0
+    for i, (path, duration) in enumerate(corpus_clips(seed=2)):
+        if total >= seconds:
+            break
+        shutil.copy(path, folder / f"{i:05d}{path.suffix}")
+        total += duration
+    elapsed, code, _, err = run_cli(["classify", str(folder), "--models", str(models), "--csv", str(tmp / "f.csv")])
+    if code != 0:
+        raise RuntimeError(f"singtalk classify exited {code}: {err}")
+    speed = total / elapsed
+    row(f"CLI `singtalk classify`, {total / 60:.0f} min as {i} clips (default --jobs)",
+        f"{speed:.0f}x real time", ">= 50x", speed >= 50, f"({elapsed:.1f} s)")
+
+
+@measured("cli-separate")
+def bench_cli_separate(tmp: Path, models: Path, seconds: float) -> None:
+    path = long_audio(seconds, tmp, name="sep_long.wav")
+    elapsed, code, peak_mb, err = run_cli(["classify", str(path), "--separate", "--models", str(models),
+                                            "--csv", str(tmp / "s.csv")])
+    if code != 0:
+        raise RuntimeError(f"singtalk classify --separate exited {code}: {err}")
+    speed = seconds / elapsed
+    row(f"CLI `singtalk classify --separate`, one {seconds / 60:.0f} min file", f"{speed:.1f}x real time", ">= 8x",
+        speed >= 8, f"({elapsed:.1f} s)")
+    row("peak memory, one process classifying with Spleeter loaded", f"{peak_mb / 1024:.2f} GB", "<= 1.5 GB",
+        peak_mb <= 1536, f"(max RSS of that CLI process, {seconds / 60:.0f} min input)")
+
+
+@measured("scaling")
+def bench_scaling(tmp: Path, models: Path, sizes: list[int]) -> None:
+    times, audio_s = [], []
+    for n in sizes:
+        folder = tmp / f"scale{n}"
+        folder.mkdir(exist_ok=True)
+        clips = corpus_clips(n=n, seed=3)
+        for i, (path, _) in enumerate(clips):
+            os.symlink(path, folder / f"{i:05d}{path.suffix}")
+        elapsed, code, _, err = run_cli(["classify", str(folder), "--models", str(models),
+                                         "--csv", str(tmp / f"scale{n}.csv")])
+        if code not in (0, 1):
+            raise RuntimeError(f"singtalk classify exited {code}: {err}")
+        times.append(elapsed)
+        audio_s.append(sum(d for _, d in clips))
+    slope, intercept = np.polyfit(sizes, times, 1)
+    fit = np.polyval([slope, intercept], sizes)
+    r2 = 1 - np.sum((np.array(times) - fit) ** 2) / max(np.sum((np.array(times) - np.mean(times)) ** 2), 1e-12)
+    per_clip_audio = sum(audio_s) / sum(sizes)
+    row("CLI batch time for " + ", ".join(f"{n}" for n in sizes) + " clips",
+        " / ".join(f"{t:.1f} s" for t in times), "linear",
+        r2 > 0.98, f"(fit: {intercept:.1f} s fixed + {1000 * slope:.0f} ms/file, R^2 {r2:.3f}; "
+                   f"mean clip {per_clip_audio:.1f} s)")
+    return slope, per_clip_audio
+
+
+def per_file_overhead(slope: float, per_clip_audio: float, long_speed: float | None) -> None:
+    if long_speed:
+        row("per-file overhead (batch slope minus the audio's own cost)",
+            f"{1000 * (slope - per_clip_audio / long_speed):.0f} ms/file", note="(ffmpeg start, process IPC, model call)")
+
+
+# -- the app ----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@measured("app")
+def bench_app(tmp: Path, models: Path) -> None:
+    import urllib.request
+
+    port = free_port()
+    env = dict(os.environ, SINGTALK_MODELS=str(models))
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [str(BIN / "streamlit"), "run", str(REPO / "streamlit_app.py"), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - start > 60:
+                    raise RuntimeError("streamlit did not start")
+                time.sleep(0.05)
+        health = time.perf_counter() - start
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            row("app: `streamlit run` to server health", f"{health:.1f} s", "<= 6 s", health <= 6,
+                "(Playwright missing: page not measured)")
+            return
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 '--host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"']
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=60000)
+            usable = time.perf_counter() - start
+            row("app: `streamlit run` to a usable Classify page (uploader drawn)", f"{usable:.1f} s", "<= 6 s",
+                usable <= 6, f"(server healthy at {health:.1f} s)")
+            first = long_audio(10, tmp, name="upload_a.wav", label="singing")
+            second = long_audio(10, tmp, name="upload_b.wav", label="talking")
+            times = []
+            for path in (first, second):
+                t0 = time.perf_counter()
+                page.set_input_files('[data-testid="stFileUploaderDropzoneInput"]', str(path))
+                page.get_by_text(f"{path.name} · model").wait_for(timeout=120000)
+                times.append(time.perf_counter() - t0)
+            browser.close()
+        row("app: 10 s upload classified, warm (second upload)", f"{times[1]:.2f} s", "<= 1 s", times[1] <= 1,
+            f"(first, cold: {times[0]:.1f} s; browser upload and redraw included)")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+# -- main -----------------------------------------------------------------------------
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 ** 2
+    except OSError:
+        mem = float("nan")
+    load = os.getloadavg()[0]
+    return (f"{os.cpu_count()} CPU ({cpu}), {mem:.0f} GB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}; load average at start {load:.1f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller inputs (scaling 10/30/100, 2 min CLI file)")
+    parser.add_argument("--models", help="model store (default: singtalk.config.models_dir())")
+    parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "features,batch,"
+                        "separate-warm,cli,cli-folder,cli-separate,scaling,app")
+    args = parser.parse_args(argv)
+    SKIP.update(filter(None, args.skip.split(",")))
+    models = Path(args.models) if args.models else config.models_dir()
+    os.environ["SINGTALK_MODELS"] = str(models)
+    header = f"machine: {machine()}"
+    print(f"[bench] {header}", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix="singtalk-bench-"))
+    try:
+        # subprocess rows first: the CLI's peak memory is read from RUSAGE_CHILDREN, largest child so far
+        bench_cli_separate(tmp, models, 120.0)
+        long_s = 120.0 if args.quick else 600.0
+        bench_cli(tmp, models, long_s)
+        bench_cli_folder(tmp, models, long_s)
+        scaling = bench_scaling(tmp, models, [10, 30, 100] if args.quick else [10, 100, 1000])
+        bench_app(tmp, models)
+        bench_features(tmp, 9 if args.quick else 15)
+        classifier = None
+        try:
+            from singtalk.batch import _load_classifier
+
+            # Spleeter first: its graph built after the Keras model breaks the model (see docs/performance.md)
+            classifier = _load_classifier(str(models), None, separate="separate-warm" not in SKIP)
+        except Exception as err:  # noqa: BLE001
+            row("model", "not loaded", note=f"{type(err).__name__}: {err}")
+        long_speed = None
+        if classifier is not None:
+            bench_batch(classifier, 60 if args.quick else 200)
+            long_speed = bench_long_in_process(classifier, tmp, long_s)
+            bench_separate_warm(classifier, tmp, 60.0)
+        if scaling:
+            per_file_overhead(*scaling, long_speed)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    widths = [max(len(r[i]) for r in ROWS + [("what", "measured", "goal", "verdict")]) for i in range(4)]
+    print(header)
+    print(f"model store: {models}")
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(("what", "measured", "goal", "verdict")))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in ROWS:
+        print(line(r))
+    return 0
+
+
+@measured("long-in-process")
+def bench_long_in_process(classifier, tmp: Path, seconds: float) -> float:
+    y = audio.decode(long_audio(seconds, tmp, name="long_ip.wav"))
+    classifier.classify(y[: 30 * SR])
+    start = time.perf_counter()
+    classifier.classify(y)
+    elapsed = time.perf_counter() - start
+    speed = seconds / elapsed
+    row(f"classify one {seconds / 60:.0f} min signal in process (features + model, no decode)",
+        f"{speed:.0f}x real time", note=f"({elapsed:.1f} s)")
+    return speed
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,314 @@
+"""Many inputs at once: across this machine's cores, or on a Ray cluster.
+
+Two jobs scale out: feature extraction for a labelled set (:func:`cluster_features`,
+used by :func:`singtalk.dataset.extract_all`) and batch classification
+(:func:`classify_many`, used by ``singtalk classify``). Locally, classification
+runs in a pool of worker processes, each holding the same model version; on a
+cluster (``address`` = ``HOST:PORT`` of a running Ray head), Ray tasks extract
+features and Ray actors classify.
+
+Nothing on a cluster node needs this checkout's files: the ``singtalk`` package
+is shipped with the job (Ray ``py_modules``), the model version's three files are
+shipped to each actor, and an input that a node cannot see at the same path is
+shipped as bytes. A node needs the same Python packages (``requirements.lock``),
+ffmpeg, and for ``--separate`` the Spleeter weights (``make setup``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import ModelError, SingtalkError
+
+Progress = Callable[[int, int], None]
+Outcome = tuple  # (source, Prediction | None, error message)
+
+IN_FLIGHT_PER_CPU = 4
+"""Cluster tasks queued per CPU: keeps every worker busy while bounding the bytes held in the object store."""
+
+
+# -- the cluster ------------------------------------------------------------
+_CONNECTED: dict = {}
+
+class ClusterUnavailable(SingtalkError):
+    """No Ray cluster answers at the given address."""
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnavailable(f"{address!r} is not a cluster address: give HOST:PORT of the Ray head, "
+                                 "e.g. 127.0.0.1:6379.")
+    return host, int(port)
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address`` (``HOST:PORT``) as a driver, once per process.
+
+    Raises :class:`ClusterUnavailable` when nothing listens there (checked
+    before Ray's own, much slower, retries).
+    """
+    import ray
+
+    host, port = _split_address(address)
+    if ray.is_initialized():
+        if _CONNECTED.get("address") == (host, port):
+            return
+        ray.shutdown()
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as err:
+        raise ClusterUnavailable(f"No Ray cluster at {address} ({err.strerror or err}); start one with "
+                                 f"`ray start --head --port {port}`.") from err
+    package = str(Path(__file__).resolve().parent)
+    ray.init(address=f"{host}:{port}", runtime_env={"py_modules": [package]},
+             log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    _CONNECTED["address"] = (host, port)
+
+
+def disconnect() -> None:
+    """Leave the cluster (the cluster itself keeps running)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _CONNECTED.clear()
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _pack(path: str) -> tuple[str, bytes | None, int]:
+    """What a task needs to read ``path`` on any node: the path, its bytes, its size."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return path, None, -1  # the worker reports the error exactly as a local run would
+    return path, data, len(data)
+
+
+def _node_threads():
+    """Math libraries at this node's full core count, as in a local run: Ray starts workers with
+    OMP_NUM_THREADS=1, and BLAS sums in another order with another thread count (last-bit differences)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=os.cpu_count() or 1)
+
+
+def _readable_here(path: str, data: bytes | None, size: int):
+    """A context giving a local path with the input's content: the path itself when this node sees the
+    same file, else a temporary copy with the same name (so decoding, and error messages, match)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def local():
+        if data is None or (os.path.isfile(path) and os.path.getsize(path) == size):
+            yield path
+            return
+        with tempfile.TemporaryDirectory(prefix="singtalk-") as folder:
+            copy = Path(folder) / Path(path).name
+            copy.write_bytes(data)
+            yield str(copy)
+
+    return local()
+
+
+def _ordered(submit: Callable[[object], object], items: Sequence, *, limit: int,
+             progress: Progress | None) -> list:
+    """Run ``submit(item) -> ObjectRef`` for every item with at most ``limit`` in flight; results in order."""
+    import ray
+
+    results: list = [None] * len(items)
+    pending: dict = {}
+    next_item = 0
+    done = 0
+    while next_item < len(items) or pending:
+        while next_item < len(items) and len(pending) < limit:
+            pending[submit(items[next_item])] = next_item
+            next_item += 1
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            results[pending.pop(ref)] = ray.get(ref)
+            done += 1
+            if progress:
+                progress(done, len(items))
+    return results
+
+
+# -- features on the cluster ---------------------------------------------------
+def _features_task(packed: tuple[str, bytes | None, int]) -> tuple[np.ndarray | None, str]:
+    from .dataset import _safe_features
+
+    path, data, size = packed
+    with _node_threads(), _readable_here(path, data, size) as local:  # same file name: same error messages
+        return _safe_features(local)
+
+
+def cluster_features(paths: Sequence[str], *, address: str,
+                     progress: Progress | None = None) -> list[tuple[np.ndarray | None, str]]:
+    """``(vector or None, error)`` per path, in order, computed by Ray tasks on the cluster at ``address``."""
+    import ray
+
+    connect(address)
+    remote = ray.remote(num_cpus=1, max_retries=2)(_features_task)
+    return _ordered(lambda p: remote.remote(_pack(p)), list(paths),
+                    limit=IN_FLIGHT_PER_CPU * cluster_cpus(), progress=progress)
+
+
+# -- classification --------------------------------------------------------------
+def model_version(models_root: str | os.PathLike) -> str:
+    """The store's serving version after checking its metadata fits this code (no TensorFlow needed)."""
+    from .registry import ModelStore
+
+    store = ModelStore(models_root)
+    version = store.current_version()
+    if version is None:
+        raise ModelError(f"No model is installed in {store.root} (no CURRENT file). "
+                         "Train one, or restore the shipped models/ folder.")
+    store.check_compatible(version, store.read_metadata(version))
+    return version
+
+
+def _load_classifier(models_root: str, version: str | None, *, separate: bool = False):
+    """The classifier; with ``separate``, Spleeter is built up front too, before any input is read."""
+    from .classify import Classifier
+    from .registry import ModelStore
+
+    if separate:
+        from .separation import get_separator
+
+        get_separator()
+    return Classifier(ModelStore(models_root).load(version))
+
+
+def _safe_classify(classifier, source, *, separate: bool, name: str | None = None):
+    try:
+        return classifier.classify_source(source, separate=separate, name=name), ""
+    except SingtalkError as err:
+        return None, str(err)
+    except Exception as err:  # noqa: BLE001 - report, keep going
+        return None, f"unexpected {type(err).__name__}: {err}"
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(models_root: str, version: str, separate: bool) -> None:
+    """Pool initialiser: one TensorFlow thread per worker (NumPy's BLAS keeps its default, so features
+    are bit-identical to a one-process run); the model is loaded on the first input."""
+    os.environ["SINGTALK_TF_THREADS"] = "1"
+    _WORKER.update(root=models_root, version=version, separate=separate)
+
+
+def _worker_classify(source):
+    if "classifier" not in _WORKER:
+        _WORKER["classifier"] = _load_classifier(_WORKER["root"], _WORKER["version"], separate=_WORKER["separate"])
+    return _safe_classify(_WORKER["classifier"], source, separate=_WORKER["separate"])
+
+
+def _local_pool(sources: list, *, models_root: str, version: str, separate: bool, jobs: int,
+                progress: Progress | None) -> Iterator[Outcome]:
+    context = get_context("spawn")  # never fork a process that may hold TensorFlow's threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(models_root, version, separate)) as pool:
+        for i, (source, (prediction, error)) in enumerate(zip(sources, pool.map(_worker_classify, sources))):
+            yield source, prediction, error
+            if progress:
+                progress(i + 1, len(sources))
+
+
+class _ClassifyActor:
+    """One model (and, when asked, one Spleeter) per actor; the version's files arrive as bytes."""
+
+    def __init__(self, version: str, files: dict, separate: bool):
+        from .registry import CURRENT_FILE, VERSIONS_DIR
+
+        self._folder = tempfile.TemporaryDirectory(prefix="singtalk-model-")
+        root = Path(self._folder.name)
+        (root / VERSIONS_DIR / version).mkdir(parents=True)
+        for name, data in files.items():
+            (root / VERSIONS_DIR / version / name).write_bytes(data)
+        (root / CURRENT_FILE).write_text(version + "\n")
+        self._classifier = _load_classifier(str(root), version, separate=separate)
+        self._separate = separate
+
+    def classify(self, source: str, packed):
+        from .sources import is_url
+
+        if is_url(source):
+            with _node_threads():
+                return _safe_classify(self._classifier, source, separate=self._separate)
+        path, data, size = packed
+        with _node_threads(), _readable_here(path, data, size) as local:
+            return _safe_classify(self._classifier, local, separate=self._separate, name=Path(path).name)
+
+
+def _cluster_classify(sources: list, *, address: str, models_root: str, version: str, separate: bool,
+                      progress: Progress | None) -> Iterator[Outcome]:
+    import ray
+    from ray.util import ActorPool
+
+    from .registry import VERSION_FILES, ModelStore
+
+    connect(address)
+    folder = ModelStore(models_root).version_dir(version)
+    files = {name: (folder / name).read_bytes() for name in VERSION_FILES}
+    actor_class = ray.remote(num_cpus=1)(_ClassifyActor)
+    n_actors = max(1, min(cluster_cpus(), len(sources)))
+    actors = [actor_class.remote(version, files, separate) for _ in range(n_actors)]
+    from .sources import is_url
+
+    work = [(s, None if is_url(s) else _pack(s)) for s in sources]
+    pool = ActorPool(actors)
+    try:
+        results = pool.map(lambda actor, item: actor.classify.remote(*item), work)
+        for i, (source, (prediction, error)) in enumerate(zip(sources, results)):
+            yield source, prediction, error
+            if progress:
+                progress(i + 1, len(sources))
+    except ray.exceptions.RayTaskError as err:
+        cause = err.as_instanceof_cause()
+        if isinstance(cause, SingtalkError):
+            raise SingtalkError(str(cause).splitlines()[-1]) from None
+        raise
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate: bool = False, jobs: int = 1,
+                  cluster: str | None = None, progress: Progress | None = None) -> tuple[str, Iterator[Outcome]]:
+    """``(model version, iterator of (source, Prediction | None, error))`` in input order.
+
+    ``cluster`` runs on the Ray cluster at that address; otherwise ``jobs`` > 1
+    spreads the inputs over that many worker processes on this machine (each
+    loads the model once); one job, or a single input, runs in this process.
+    A bad input gives an error row (as :func:`singtalk.classify.label_batch`); a
+    missing or incompatible model stops the batch before any input is read.
+    """
+    sources = list(sources)
+    models_root = str(models_root)
+    if cluster:
+        version = model_version(models_root)
+        return version, _cluster_classify(sources, address=cluster, models_root=models_root, version=version,
+                                          separate=separate, progress=progress)
+    jobs = max(1, min(int(jobs or 1), len(sources)))
+    if jobs > 1:
+        version = model_version(models_root)
+        return version, _local_pool(sources, models_root=models_root, version=version, separate=separate,
+                                    jobs=jobs, progress=progress)
+    from .classify import label_batch
+
+    classifier = _load_classifier(models_root, None, separate=separate)
+    return classifier.version, label_batch(classifier, sources, separate=separate, progress=progress)
