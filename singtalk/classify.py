@@ -59,14 +59,22 @@ class Classifier:
 
     # -- inputs -------------------------------------------------------------
     def load(self, source, *, separate: bool = False, name: str | None = None, stage: Stage | None = None,
-             max_duration: float | None = None) -> np.ndarray:
-        """Decode a path, bytes or URL to mono 16 kHz, extracting vocals first when asked."""
-        from .sources import load_audio
+             max_duration: float | None = None,
+             download_progress: Callable[[str, float | None], None] | None = None) -> np.ndarray:
+        """Decode a path, bytes or URL to mono 16 kHz, extracting vocals first when asked.
+
+        ``download_progress(stage, fraction)`` follows a URL download (see :func:`singtalk.sources.fetch_url`).
+        """
+        from .sources import fetch_url, is_url, load_audio
 
         rate = SPLEETER_RATE if separate else audio.SAMPLE_RATE
+        url = isinstance(source, str) and is_url(source)
         if stage:
-            stage("download" if isinstance(source, str) and "://" in source else "decode")
-        y = load_audio(source, sr=rate, name=name, max_duration=max_duration)
+            stage("download" if url else "decode")
+        if url:
+            y = fetch_url(source, sr=rate, max_duration=max_duration, progress=download_progress).samples
+        else:
+            y = load_audio(source, sr=rate, name=name, max_duration=max_duration)
         if separate:
             y = self.extract_vocals(y, rate, stage=stage)
         return y

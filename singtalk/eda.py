@@ -56,19 +56,24 @@ def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) 
     import plotly.express as px
 
     parts = counts(table)
+    labels = sorted(table["label"].unique())
+    palette = px.colors.qualitative.Plotly
+    style = {"color_discrete_map": {label: palette[i % len(palette)] for i, label in enumerate(labels)},
+             "category_orders": {"label": labels}}  # the same colour for a class in every plot
     strong = separation(table, feature_names)["feature"].head(top).tolist() or list(feature_names)[:top]
     long = table.melt(id_vars=["label"], value_vars=strong, var_name="feature", value_name="value")
     corr = correlations(table, feature_names)
     return {
-        "class_balance": px.bar(parts["class_balance"], x="label", y="rows", color="label", title="Class balance"),
+        "class_balance": px.bar(parts["class_balance"], x="label", y="rows", color="label", title="Class balance",
+                                **style),
         "per_source": px.bar(parts["per_source"], x="source", y="rows", color="label", barmode="group",
-                             title="Clips per source"),
+                             title="Clips per source", **style),
         "distributions": px.box(long, x="feature", y="value", color="label",
-                                title="Most separating features, by class"),
+                                title="Most separating features, by class", **style),
         "correlations": px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r",
                                   title="Feature correlations"),
         "projection": px.scatter(projection(table, feature_names), x="pc1", y="pc2", color="label",
-                                 hover_data=["path", "source", "speaker"], title="PCA of the features"),
+                                 hover_data=["path", "source", "speaker"], title="PCA of the features", **style),
     }
 
 
