@@ -1,0 +1,82 @@
+"""``singtalk check | retrain``: find the model's mistakes on a labelled set, learn from them."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _store(args):
+    from .cli import models_root
+    from .registry import ModelStore
+
+    return ModelStore(models_root(args))
+
+
+def cmd_check(args) -> int:
+    from .cli import progress_printer
+    from .review import check
+
+    loaded = _store(args).load()
+    result = check(loaded, args.labelled, root=args.root, wrong_path=args.wrong, predictions_path=args.predictions,
+                   progress=progress_printer("check"), jobs=args.jobs)
+    for row in result.predictions[result.predictions["error"] != ""].itertuples(index=False):
+        print(f"failed: {row.path}: {row.error}", file=sys.stderr)
+    print(f"checked {result.checked}, failed {result.failed}, wrong {result.wrong}, new {result.new}, "
+          f"resolved {result.resolved} (model {result.model_version})")
+    print(f"wrong list: {result.wrong_path}; predictions: {result.predictions_path}")
+    return 0
+
+
+def _print_event(event: dict) -> None:
+    if event.get("kind") == "stage":
+        print(f"{event['stage']}: {event['message']}", file=sys.stderr)
+    elif event.get("kind") == "epoch":
+        parts = [f"{k} {event[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                 if isinstance(event.get(k), float)]
+        print(f"epoch {event['epoch']}/{event.get('epochs', '?')}: " + ", ".join(parts), file=sys.stderr)
+
+
+def cmd_retrain(args) -> int:
+    from .retrain import default_config, retrain
+
+    config = default_config().replace(epochs=args.epochs, patience=args.patience,
+                                      learning_rate=args.learning_rate)
+    report = retrain(_store(args), args.wrong, tables_dir=args.tables, config=config, imbalance=args.imbalance,
+                     replay_ratio=args.replay_ratio, tolerance=args.tolerance, force=args.force,
+                     test_fraction=args.test_fraction, seed=args.seed, trainable_layers=args.trainable_layers,
+                     progress=_print_event, jobs=args.jobs)
+    print(report.summary())
+    print(f"log: {report.log_path}")
+    return 0
+
+
+def register(sub) -> None:
+    def model_options(p):
+        p.add_argument("--models", help="model store folder (default: $SINGTALK_MODELS or models/)")
+
+    p = sub.add_parser("check", help="predict a labelled set and upsert the mistakes into a wrong list")
+    p.add_argument("labelled", metavar="LABELLED.csv", help="CSV with path,label (relative paths under --root)")
+    p.add_argument("--root", help="base folder for relative paths (default: the CSV's folder)")
+    p.add_argument("--wrong", required=True, help="the wrong list to update, e.g. wrong_audios.csv")
+    p.add_argument("--predictions", help="predictions CSV (default: <wrong stem>.predictions.csv beside it)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel feature processes")
+    model_options(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("retrain", help="fine-tune the current model on the reviewed mistakes")
+    p.add_argument("--wrong", required=True, help="the wrong list (rows not dismissed are used)")
+    p.add_argument("--tables", help="the original scaled tables (default: <models>/tables)")
+    p.add_argument("--force", action="store_true", help="promote even when the original test accuracy drops")
+    p.add_argument("--tolerance", type=float, default=0.01, help="accepted drop of original test accuracy")
+    p.add_argument("--imbalance", choices=["class_weight", "smote", "none"], default="class_weight")
+    p.add_argument("--replay-ratio", type=float, default=3.0, help="original training rows replayed per mistake")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="mistakes held out to measure the gain")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--trainable-layers", type=int, help="fine-tune only the last N Dense layers (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel feature processes")
+    model_options(p)
+    p.set_defaults(func=cmd_retrain)

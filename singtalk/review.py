@@ -1,0 +1,531 @@
+"""Predictions on a labelled set, and the reviewed list of mistakes (``wrong_audios.csv``).
+
+The wrong list has one row per audio file (key: the resolved absolute path) with
+:data:`WRONG_COLUMNS`. ``label`` is the true label — the labelled set's, or the
+reviewer's once a reviewer acted on the row (``reviewed_at`` set), which then
+wins over the labelled set. ``status`` is one of :data:`STATUSES`:
+
+* ``open``        a mistake nobody reviewed yet (found by :func:`check` or reported from the app)
+* ``confirmed``   a reviewer agrees: the label is right, the model wrong
+* ``relabelled``  a reviewer set a different true label
+* ``dismissed``   a reviewer says ignore it (bad clip, ambiguous); retraining skips it; never changed by check
+* ``resolved``    the current model now gets it right (rows are never dropped silently)
+
+Every write re-reads the CSV under an inter-process lock (``fcntl.flock`` on
+``<csv>.lock``) and replaces it atomically, so concurrent writers never lose
+rows and a killed writer leaves the old or the new file, never half of one.
+
+Features computed by :func:`check` are kept in ``<wrong stem>.features.csv``
+(keyed by path, size, mtime and feature schema), so checking again after a
+retrain, and the retrain itself, do not decode the audio again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import atomic
+from .errors import DatasetError, SingtalkError
+
+WRONG_COLUMNS = ["path", "label", "predicted", "p_singing", "confidence", "status", "found_at", "model_version",
+                 "reviewed_at", "reviewer", "note", "origin"]
+STATUSES = ("open", "confirmed", "relabelled", "dismissed", "resolved")
+ACTIONS = {"confirm": "confirmed", "relabel": "relabelled", "dismiss": "dismissed", "reopen": "open"}
+REVIEWER_FIELDS = ("label", "status", "reviewed_at", "reviewer", "note")
+LOCK_TIMEOUT_S = 60.0
+MAX_EXAMPLES = 5
+
+Progress = Callable[[int, int], None]
+
+
+def utc_now() -> str:
+    from .registry import utc_now_iso
+
+    return utc_now_iso()
+
+
+def resolve_path(path: str | os.PathLike, base: str | os.PathLike | None = None) -> str:
+    """The key of a file: absolute, ``~`` expanded, symlinks resolved; relative paths are taken under ``base``."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and base is not None:
+        p = Path(base) / p
+    return str(p.resolve())
+
+
+def predictions_path_for(wrong_path: str | os.PathLike) -> Path:
+    """Default predictions CSV beside the wrong list: ``<wrong stem>.predictions.csv``."""
+    wrong_path = Path(wrong_path)
+    return wrong_path.with_name(f"{wrong_path.stem}.predictions.csv")
+
+
+def features_path_for(wrong_path: str | os.PathLike) -> Path:
+    """Feature cache beside the wrong list: ``<wrong stem>.features.csv``."""
+    wrong_path = Path(wrong_path)
+    return wrong_path.with_name(f"{wrong_path.stem}.features.csv")
+
+
+# ---------------------------------------------------------------------------
+# locking and reading
+# ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def locked(csv_path: str | os.PathLike, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<csv>.lock`` (between processes and between threads)."""
+    lock_path = Path(f"{csv_path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SingtalkError(f"{Path(csv_path).name} stayed locked for {timeout:.0f} s by another "
+                                        f"writer ({lock_path}); try again.") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def empty_wrong() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=str) for column in WRONG_COLUMNS})
+
+
+def read_wrong(wrong_path: str | os.PathLike) -> pd.DataFrame:
+    """The wrong list as strings in :data:`WRONG_COLUMNS` order (empty when the file does not exist).
+
+    Older lists (fewer columns, relative paths, duplicate rows) are normalised:
+    missing columns are added (status ``open``), paths resolved against the
+    CSV's folder, and duplicates collapsed to their last row. A file that
+    cannot be parsed raises DatasetError — it is never overwritten blindly.
+    """
+    wrong_path = Path(wrong_path)
+    if not wrong_path.is_file():
+        return empty_wrong()
+    try:
+        frame = pd.read_csv(wrong_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return empty_wrong()
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DatasetError(f"Cannot read {wrong_path}: {err}. Fix or move the file; it was left untouched.") from err
+    if "path" not in frame.columns:
+        raise DatasetError(f"{wrong_path} has no 'path' column (columns: {list(frame.columns)[:8]}).")
+    for column in WRONG_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = "open" if column == "status" else ""
+    frame = frame[WRONG_COLUMNS].copy()
+    frame["path"] = [resolve_path(p, wrong_path.parent) for p in frame["path"]]
+    frame.loc[~frame["status"].isin(STATUSES), "status"] = "open"
+    return frame.drop_duplicates("path", keep="last").reset_index(drop=True)
+
+
+def _write_wrong(wrong_path: Path, frame: pd.DataFrame) -> None:
+    atomic.write_csv(wrong_path, frame[WRONG_COLUMNS])
+
+
+def _is_reviewed(row) -> bool:
+    return bool(str(row["reviewed_at"]).strip())
+
+
+def _fmt(value) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return "" if np.isnan(value) else f"{value:.4f}"
+
+
+# ---------------------------------------------------------------------------
+# labelled sets
+# ---------------------------------------------------------------------------
+def _examples(items: Sequence, n: int) -> str:
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f", … ({len(items) - n} more)" if len(items) > n else "")
+
+
+def read_labelled(csv_path, root=None, *, class_names: Sequence[str] | None = None,
+                  max_examples: int = MAX_EXAMPLES) -> pd.DataFrame:
+    """A labelled set (``path,label`` [+ ``speaker,source``]) checked before any audio is decoded.
+
+    Relative paths are under ``root`` (default: the CSV's folder); paths come
+    back resolved. Every problem found is named in one DatasetError with up to
+    ``max_examples`` examples each: missing columns, empty paths or labels,
+    files that do not exist, labels the model does not know (``class_names``),
+    the same file listed with two labels.
+    """
+    csv_path = Path(csv_path)
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except FileNotFoundError as err:
+        raise DatasetError(f"No labelled set at {csv_path}.") from err
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise DatasetError(f"Cannot read {csv_path.name}: {err}") from err
+    missing = [c for c in ("path", "label") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; it needs at least path,label "
+                           f"(found: {', '.join(map(str, frame.columns[:8])) or 'none'}).")
+    base = Path(root) if root is not None else csv_path.parent
+    frame = frame.copy()
+    frame["label"] = frame["label"].str.strip()
+    frame["path"] = frame["path"].str.strip()
+    frame["path"] = [resolve_path(p, base) if p else "" for p in frame["path"]]
+    return validate_labelled(frame, class_names=class_names, max_examples=max_examples, name=csv_path.name)
+
+
+def validate_labelled(frame: pd.DataFrame, *, class_names: Sequence[str] | None = None,
+                      max_examples: int = MAX_EXAMPLES, name: str = "The labelled set") -> pd.DataFrame:
+    """Check a labelled frame (see :func:`read_labelled`); returns it with resolved paths and no duplicates."""
+    missing = [c for c in ("path", "label") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{name} lacks column(s) {', '.join(missing)}; it needs at least path,label.")
+    frame = frame.fillna("").copy()
+    frame["path"] = [resolve_path(p) if str(p).strip() else "" for p in frame["path"]]
+    frame["label"] = frame["label"].astype(str).str.strip()
+    for column in ("speaker", "source"):
+        if column not in frame.columns:
+            frame[column] = ""
+    problems = []
+    rows = np.arange(len(frame)) + 2  # CSV line numbers (header is line 1)
+    empty = (frame["path"] == "") | (frame["label"] == "")
+    if empty.any():
+        problems.append(f"{int(empty.sum())} row(s) with an empty path or label (lines {_examples(rows[empty], max_examples)})")
+    present = frame[~empty]
+    absent = [p for p in present["path"] if not Path(p).is_file()]
+    if absent:
+        problems.append(f"{len(absent)} file(s) do not exist, e.g. {_examples(absent, max_examples)}")
+    if class_names is not None:
+        unknown = present[~present["label"].isin(list(class_names))]
+        if len(unknown):
+            counts = unknown["label"].value_counts().to_dict()
+            problems.append(f"{len(unknown)} row(s) have label(s) the model does not know {counts} "
+                            f"(it knows {', '.join(class_names)}), e.g. {_examples(unknown['path'], max_examples)}")
+    labels_per_path = present.groupby("path")["label"].nunique()
+    conflicting = labels_per_path[labels_per_path > 1].index.tolist()
+    if conflicting:
+        problems.append(f"{len(conflicting)} file(s) listed with different labels, e.g. {_examples(conflicting, max_examples)}")
+    if problems:
+        raise DatasetError(f"{name}: " + "; ".join(problems) + ".")
+    if frame.empty:
+        raise DatasetError(f"{name} lists no files.")
+    frame = frame.drop_duplicates("path").reset_index(drop=True)
+    first = ["path", "label", "speaker", "source"]
+    return frame[first + [c for c in frame.columns if c not in first]]
+
+
+# ---------------------------------------------------------------------------
+# feature cache
+# ---------------------------------------------------------------------------
+class FeatureCache:
+    """Raw feature vectors keyed by (path, size, mtime_ns) for one feature schema, in a CSV.
+
+    Only an optimisation: a file whose size or mtime changed is recomputed, a
+    cache of another schema is ignored, and concurrent savers merge under a lock.
+    """
+
+    META = ["path", "size", "mtime_ns", "feature_version"]
+
+    def __init__(self, path: str | os.PathLike | None, *, feature_version: str, feature_names: Sequence[str]):
+        self.path = Path(path) if path else None
+        self.feature_version = str(feature_version)
+        self.feature_names = list(feature_names)
+        self._rows: dict[str, tuple[int, int, np.ndarray]] = {}
+        self._dirty: set[str] = set()
+        if self.path is not None:
+            self._rows.update(self._read())
+
+    @staticmethod
+    def _stamp(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return int(st.st_size), int(st.st_mtime_ns)
+
+    def _read(self) -> dict:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            frame = pd.read_csv(self.path, dtype={"path": str, "feature_version": str})
+        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            return {}  # a damaged cache is just recomputed
+        if any(c not in frame.columns for c in self.META + self.feature_names):
+            return {}
+        frame = frame[frame["feature_version"].astype(str) == self.feature_version]
+        values = frame[self.feature_names].to_numpy(dtype=np.float32)
+        return {p: (int(s), int(m), values[i]) for i, (p, s, m) in
+                enumerate(zip(frame["path"], frame["size"], frame["mtime_ns"]))}
+
+    def get(self, path: str) -> np.ndarray | None:
+        hit = self._rows.get(path)
+        stamp = self._stamp(path)
+        if hit is None or stamp is None or (hit[0], hit[1]) != stamp:
+            return None
+        return hit[2]
+
+    def put(self, path: str, vector: np.ndarray) -> None:
+        stamp = self._stamp(path)
+        if stamp is not None and vector is not None:
+            self._rows[path] = (stamp[0], stamp[1], np.asarray(vector, dtype=np.float32))
+            self._dirty.add(path)
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        with locked(self.path):
+            merged = self._read()
+            merged.update({p: self._rows[p] for p in self._dirty})
+            paths = sorted(merged)
+            meta = pd.DataFrame({"path": paths, "size": [merged[p][0] for p in paths],
+                                 "mtime_ns": [merged[p][1] for p in paths],
+                                 "feature_version": self.feature_version})
+            values = np.vstack([merged[p][2] for p in paths]).astype(np.float64) if paths else \
+                np.zeros((0, len(self.feature_names)))
+            atomic.write_csv(self.path, pd.concat([meta, pd.DataFrame(values, columns=self.feature_names)], axis=1))
+        self._dirty.clear()
+
+
+def features_for(paths: Sequence[str], *, cache: FeatureCache | None = None, jobs: int = 1,
+                 progress: Progress | None = None) -> tuple[list[np.ndarray | None], list[str]]:
+    """Raw feature vectors (or None) and error strings for ``paths``, each file decoded at most once."""
+    from .dataset import extract_all
+
+    vectors: list = [None] * len(paths)
+    errors = [""] * len(paths)
+    todo = []
+    for i, path in enumerate(paths):
+        hit = cache.get(path) if cache is not None else None
+        if hit is not None:
+            vectors[i] = hit
+        else:
+            todo.append(i)
+    done_before = len(paths) - len(todo)
+    if progress and done_before:
+        progress(done_before, len(paths))
+    if todo:
+        inner = (lambda done, total: progress(done_before + done, len(paths))) if progress else None
+        computed, failed = extract_all([paths[i] for i in todo], jobs=jobs, progress=inner)
+        for i, vector, error in zip(todo, computed, failed):
+            vectors[i], errors[i] = vector, error
+            if vector is not None and cache is not None:
+                cache.put(paths[i], vector)
+    if cache is not None:
+        cache.save()
+    return vectors, errors
+
+
+# ---------------------------------------------------------------------------
+# check
+# ---------------------------------------------------------------------------
+@dataclass
+class CheckResult:
+    """What one :func:`check` run found."""
+
+    checked: int
+    failed: int
+    wrong: int
+    new: int
+    resolved: int
+    predictions: pd.DataFrame
+    wrong_path: Path
+    predictions_path: Path
+    model_version: str
+
+    def summary(self) -> str:
+        return (f"{self.checked} checked, {self.failed} failed, {self.wrong} wrong "
+                f"({self.new} new), {self.resolved} now right (resolved); model {self.model_version}")
+
+
+def _loaded(model):
+    """A LoadedModel from a LoadedModel or a Classifier."""
+    return getattr(model, "loaded", model)
+
+
+def _p_singing_index(class_names: Sequence[str]) -> int:
+    from .model import positive_index
+
+    return positive_index(class_names)
+
+
+def check(model, labelled, *, wrong_path, predictions_path=None, root=None, progress: Progress | None = None,
+          jobs: int = 1, cache: bool = True, origin: str | None = None) -> CheckResult:
+    """Predict every file of ``labelled`` and upsert the mistakes into ``wrong_path``.
+
+    ``model`` is a LoadedModel or a Classifier; ``labelled`` a DataFrame
+    (``path,label``…) or a CSV path (read with :func:`read_labelled`, relative
+    paths under ``root``). Features are computed once per file from the whole
+    clip, exactly as for training (``dataset.file_features``); files that fail
+    are listed with their error in the predictions CSV and never stop the run.
+
+    Wrong list semantics (key: resolved path, one row per file):
+    new mistakes are added ``open``; rows a reviewer acted on keep their label,
+    status (unless now right), reviewer, note and reviewed time; rows now
+    predicted right become ``resolved`` (``dismissed`` rows stay dismissed);
+    prediction fields (predicted, p_singing, confidence, model_version) are
+    refreshed. Running it twice on the same data gives the same list.
+    """
+    loaded = _loaded(model)
+    class_names = list(loaded.class_names)
+    wrong_path = Path(wrong_path)
+    predictions_path = Path(predictions_path) if predictions_path else predictions_path_for(wrong_path)
+    if isinstance(labelled, (str, os.PathLike)):
+        origin = origin or f"check:{Path(labelled).name}"
+        labelled = read_labelled(labelled, root, class_names=class_names)
+    else:
+        labelled = validate_labelled(labelled, class_names=class_names)
+    origin = origin or "check"
+    paths = list(labelled["path"])
+
+    feature_cache = FeatureCache(features_path_for(wrong_path) if cache else None,
+                                 feature_version=loaded.metadata.get("feature_version", ""),
+                                 feature_names=loaded.feature_names)
+    vectors, errors = features_for(paths, cache=feature_cache, jobs=jobs, progress=progress)
+    ok = np.array([v is not None for v in vectors], dtype=bool)
+    proba = np.full((len(paths), len(class_names)), np.nan, dtype=np.float64)
+    if ok.any():
+        proba[ok] = loaded.predict_proba(np.vstack([v for v in vectors if v is not None]))
+    predicted = np.array([class_names[int(np.argmax(p))] if good else "" for p, good in zip(proba, ok)], dtype=object)
+    singing = _p_singing_index(class_names)
+    version = str(loaded.version)
+    checked_at = utc_now()
+
+    with locked(wrong_path):
+        wrong = read_wrong(wrong_path)
+        index = {p: i for i, p in enumerate(wrong["path"])}
+        truth = np.array(labelled["label"], dtype=object)
+        for i, path in enumerate(paths):  # a reviewer's label wins over the labelled set's
+            row = index.get(path)
+            if row is not None and _is_reviewed(wrong.iloc[row]) and wrong.at[row, "label"]:
+                truth[i] = wrong.at[row, "label"]
+        is_wrong = ok & (predicted != truth)
+        new_rows, n_new, n_resolved = [], 0, 0
+        for i, path in enumerate(paths):
+            if not ok[i]:
+                continue
+            fields = {"predicted": predicted[i], "p_singing": _fmt(proba[i, singing]),
+                      "confidence": _fmt(proba[i].max()), "model_version": version}
+            row = index.get(path)
+            if row is None:
+                if is_wrong[i]:
+                    new_rows.append({**{c: "" for c in WRONG_COLUMNS}, **fields, "path": path, "label": truth[i],
+                                     "status": "open", "found_at": checked_at, "origin": origin})
+                    n_new += 1
+                continue
+            for key, value in fields.items():
+                wrong.at[row, key] = value
+            status = wrong.at[row, "status"]
+            if not _is_reviewed(wrong.iloc[row]):
+                wrong.at[row, "label"] = truth[i]
+            if status == "dismissed":
+                continue
+            if not is_wrong[i] and status != "resolved":
+                wrong.at[row, "status"] = "resolved"
+                n_resolved += 1
+            elif is_wrong[i] and status == "resolved":
+                wrong.at[row, "status"] = "open"  # wrong again: a regression to look at
+        if new_rows:
+            wrong = pd.concat([wrong, pd.DataFrame(new_rows, columns=WRONG_COLUMNS)], ignore_index=True)
+        _write_wrong(wrong_path, wrong)
+
+    table = pd.DataFrame({"path": paths, "label": truth, "predicted": predicted})
+    for j, name in enumerate(class_names):
+        table[f"p_{name}"] = [_fmt(p) for p in proba[:, j]]
+    table["error"] = errors
+    table["model_version"] = version
+    table["checked_at"] = checked_at
+    atomic.write_csv(predictions_path, table)
+    return CheckResult(checked=int(ok.sum()), failed=int((~ok).sum()), wrong=int(is_wrong.sum()), new=n_new,
+                       resolved=n_resolved, predictions=table, wrong_path=wrong_path,
+                       predictions_path=predictions_path, model_version=version)
+
+
+# ---------------------------------------------------------------------------
+# reviewer actions and app reports
+# ---------------------------------------------------------------------------
+def review_row(wrong_path, path, *, action: str, label: str | None = None, reviewer: str = "",
+               note: str = "") -> dict:
+    """Apply a reviewer's ``action`` (confirm, relabel, dismiss, reopen) to the row of ``path``; returns the row.
+
+    ``relabel`` needs ``label`` (the true label). The reviewer's label, status,
+    name, note and time are kept by later checks.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {sorted(ACTIONS)}, got {action!r}")
+    if action == "relabel" and not (label or "").strip():
+        raise DatasetError("Relabelling needs the true label.")
+    wrong_path = Path(wrong_path)
+    key = resolve_path(path)
+    with locked(wrong_path):
+        wrong = read_wrong(wrong_path)
+        hits = wrong.index[wrong["path"] == key].tolist()
+        if not hits:
+            raise DatasetError(f"{path} is not in {wrong_path.name}; nothing to review.")
+        row = hits[0]
+        if action == "relabel":
+            wrong.at[row, "label"] = label.strip()
+        wrong.at[row, "status"] = ACTIONS[action]
+        wrong.at[row, "reviewed_at"] = utc_now()
+        wrong.at[row, "reviewer"] = reviewer
+        wrong.at[row, "note"] = note
+        _write_wrong(wrong_path, wrong)
+        return wrong.iloc[row].to_dict()
+
+
+def add_report(wrong_path, clip_path, *, label: str, predicted: str, p_singing: float, confidence: float,
+               model_version: str, origin: str = "app") -> dict:
+    """Record a user's "this is wrong" for ``clip_path`` (true ``label``); returns the row.
+
+    A new row is ``open``. An existing row gets the new prediction; unless a
+    reviewer already acted on it, also the reported label and status ``open``.
+    """
+    label, predicted = str(label).strip(), str(predicted).strip()
+    if not label:
+        raise DatasetError("A report needs the true label.")
+    if label == predicted:
+        raise DatasetError(f"The model already said {predicted!r}; a report needs the other, true label.")
+    wrong_path = Path(wrong_path)
+    key = resolve_path(clip_path)
+    if not Path(key).is_file():
+        raise DatasetError(f"The reported clip {clip_path} does not exist; keep the clip before reporting it.")
+    now = utc_now()
+    fields = {"predicted": predicted, "p_singing": _fmt(p_singing), "confidence": _fmt(confidence),
+              "model_version": str(model_version)}
+    with locked(wrong_path):
+        wrong = read_wrong(wrong_path)
+        hits = wrong.index[wrong["path"] == key].tolist()
+        if hits:
+            row = hits[0]
+            for k, v in fields.items():
+                wrong.at[row, k] = v
+            if not _is_reviewed(wrong.iloc[row]):
+                wrong.at[row, "label"] = label
+                wrong.at[row, "status"] = "open"
+        else:
+            new = {**{c: "" for c in WRONG_COLUMNS}, **fields, "path": key, "label": label, "status": "open",
+                   "found_at": now, "origin": origin}
+            wrong = pd.concat([wrong, pd.DataFrame([new], columns=WRONG_COLUMNS)], ignore_index=True)
+            row = len(wrong) - 1
+        _write_wrong(wrong_path, wrong)
+        return wrong.iloc[row].to_dict()
+
+
+def usable_mistakes(wrong: pd.DataFrame, class_names: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """Rows retraining may learn from (not dismissed, known label, file present) and counts of the rest."""
+    dismissed = wrong["status"] == "dismissed"
+    unknown = ~wrong["label"].isin(list(class_names))
+    missing = ~wrong["path"].map(lambda p: Path(p).is_file())
+    keep = ~dismissed & ~unknown & ~missing
+    skipped = {"dismissed": int(dismissed.sum()), "unknown_label": int((~dismissed & unknown).sum()),
+               "missing_file": int((~dismissed & ~unknown & missing).sum())}
+    return wrong[keep].reset_index(drop=True), skipped

@@ -1,0 +1,268 @@
+"""Retraining from reviewed mistakes: promotion rule, backup and rollback, refusals, the acceptance loop, kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from singtalk import review
+from singtalk.classify import Classifier
+from singtalk.errors import DatasetError, ModelError
+from singtalk.registry import ModelStore, make_metadata
+from singtalk.retrain import LOG_FILE, METRICS_FILE, RUNS_DIR, retrain
+
+from .store_fixtures import Workspace, base_store, make_workspace, workspace  # noqa: F401  (fixtures)
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE_CLIPS = 3
+TOLERANCE = 0.05
+
+
+@dataclass
+class Loop:
+    ws: Workspace
+    first: review.CheckResult
+    second: review.CheckResult
+    report: object
+    events: list
+    confirmed: list
+    dismissed: str
+    before_proba: np.ndarray       # the shipped model on the check set's raw features
+    raw: np.ndarray                # those raw features
+    before_classified: list        # Classifier probabilities of a few clips before retraining
+
+
+@pytest.fixture(scope="module")
+def loop(base_store, tmp_path_factory) -> Loop:
+    """check → review (confirm all but one, dismiss one) → retrain → check again, on a private store."""
+    ws = make_workspace(base_store, tmp_path_factory.mktemp("loop"))
+    loaded = ws.store.load()
+    first = review.check(loaded, ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    wrong = review.read_wrong(ws.wrong)
+    dismissed = wrong["path"].iloc[-1]
+    confirmed = list(wrong["path"].iloc[:-1])
+    for path in confirmed:
+        review.review_row(ws.wrong, path, action="confirm", reviewer="test")
+    review.review_row(ws.wrong, dismissed, action="dismiss", reviewer="test", note="not a fair example")
+    cache = review.FeatureCache(review.features_path_for(ws.wrong), feature_version=loaded.metadata["feature_version"],
+                                feature_names=loaded.feature_names)
+    raw = np.vstack([cache.get(p) for p in first.predictions["path"]])
+    before_proba = loaded.predict_proba(raw)
+    classifier = Classifier(loaded)
+    before_classified = [classifier.classify_source(p).probabilities for p in first.predictions["path"][:PROBE_CLIPS]]
+    events: list = []
+    # The original test table has ~30 rows, so 0.05 lets the guard accept at most one clip of noise.
+    report = retrain(ws.store, ws.wrong, progress=events.append, tolerance=TOLERANCE)
+    second = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    return Loop(ws, first, second, report, events, confirmed, dismissed, before_proba, raw, before_classified)
+
+
+def test_retrain_promotes_when_not_worse_and_keeps_the_backup(loop):
+    report, store = loop.report, loop.ws.store
+    assert report.promoted, report.reason
+    assert report.backup_version == loop.ws.base.version
+    assert store.current_version() == report.new_version != report.backup_version
+    versions = {info.version: info for info in store.list_versions()}
+    assert set(versions) == {report.backup_version, report.new_version}, "the backup version is kept intact"
+    assert store.read_metadata(report.new_version)["parent"] == report.backup_version
+    after, before = report.after["original_test"]["accuracy"], report.before["original_test"]["accuracy"]
+    assert after >= before - TOLERANCE
+    assert report.n_mistakes == len(loop.confirmed)  # the dismissed row is skipped
+    assert report.skipped["dismissed"] == 1
+    assert report.n_train_mistakes + report.n_test_mistakes == report.n_mistakes
+    assert (report.n_test_mistakes > 0) == report.split.startswith("stratified"), report.split
+    n_original = len(pd.read_csv(store.root / "tables" / "train_features_scaled.csv"))
+    assert report.n_replay == min(n_original, round(3 * report.n_train_mistakes))
+    folder = store.version_dir(report.new_version)
+    for name in (LOG_FILE, METRICS_FILE, "history.html"):
+        assert (folder / name).is_file(), name
+    metrics = json.loads((folder / METRICS_FILE).read_text())
+    assert metrics["promoted"] and metrics["after"]["original_test"]["accuracy"] == after
+    assert "training started" in (folder / LOG_FILE).read_text()
+    kinds = [event["kind"] for event in loop.events]
+    assert kinds[0] == "stage" and kinds[-1] == "done" and kinds.count("epoch") == len(report.history["loss"])
+    print(f"\n{report.summary()}\nretrain took {report.seconds} s")
+
+
+def test_acceptance_reviewed_mistakes_now_right_and_no_more_wrong(loop):
+    first, second = loop.first, loop.second
+    after = review.read_wrong(loop.ws.wrong).set_index("path")
+    now_right = [p for p in loop.confirmed if after.loc[p, "status"] == "resolved"]
+    print(f"\nwrong before {first.wrong}/{first.checked}, after {second.wrong}/{second.checked}; "
+          f"confirmed mistakes now right {len(now_right)}/{len(loop.confirmed)}; new {second.new}")
+    assert len(now_right) >= 0.6 * len(loop.confirmed)
+    assert second.wrong <= first.wrong
+    assert second.resolved == len(now_right)
+    assert after.loc[loop.dismissed, "status"] == "dismissed"
+    assert (after.loc[loop.confirmed, "reviewer"] == "test").all(), "reviewer fields survive the second check"
+    assert set(after.loc[[p for p in loop.confirmed if p not in now_right], "status"]) <= {"confirmed"}
+
+
+def test_rollback_after_retrain_restores_the_earlier_predictions_exactly(loop, tmp_path):
+    shutil.copytree(loop.ws.store.root, tmp_path / "models")
+    store = ModelStore(tmp_path / "models")
+    assert store.rollback() == loop.report.backup_version
+    loaded = store.load()
+    np.testing.assert_array_equal(loaded.predict_proba(loop.raw), loop.before_proba)
+    classifier = Classifier(loaded)
+    again = [classifier.classify_source(p).probabilities for p in loop.first.predictions["path"][:PROBE_CLIPS]]
+    assert again == loop.before_classified
+    shutil.copyfile(review.features_path_for(loop.ws.wrong), review.features_path_for(tmp_path / "w.csv"))
+    rechecked = review.check(loaded, loop.ws.labelled_csv, root=loop.ws.corpus, wrong_path=tmp_path / "w.csv")
+    columns = ["path", "label", "predicted", "p_singing", "p_talking"]
+    pd.testing.assert_frame_equal(rechecked.predictions[columns], loop.first.predictions[columns])
+
+
+def test_not_promoted_when_worse_then_forced(workspace):
+    ws = workspace
+    review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    shipped = ws.store.current_version()
+    wrong_bytes = ws.wrong.read_bytes()
+    kept = retrain(ws.store, ws.wrong, tolerance=-1.0, imbalance="smote")  # demands an impossible gain
+    assert not kept.promoted and "beyond tolerance" in kept.reason
+    assert ws.store.current_version() == shipped
+    assert kept.new_version in {info.version for info in ws.store.list_versions()}
+    assert kept.run_dir.parent == ws.store.root / RUNS_DIR
+    assert (kept.run_dir / METRICS_FILE).is_file() and (kept.run_dir / LOG_FILE).is_file()
+    assert ws.wrong.read_bytes() == wrong_bytes, "retrain only reads the wrong list"
+    forced = retrain(ws.store, ws.wrong, tolerance=-1.0, force=True)
+    assert forced.promoted and "promoted by force" in forced.reason
+    assert ws.store.current_version() == forced.new_version
+    assert forced.backup_version == shipped
+
+
+def test_retrain_refuses_an_incompatible_model(workspace):
+    ws = workspace
+    review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    loaded = ws.store.load()
+    meta = make_metadata(feature_version="st-0-old", feature_names=loaded.feature_names,
+                         class_names=loaded.class_names)
+    old = ws.store.save(loaded.model, loaded.scaler, meta, promote=True, note="old schema")
+    before = sorted(info.version for info in ws.store.list_versions())
+    wrong_bytes = ws.wrong.read_bytes()
+    with pytest.raises(ModelError, match=r"Cannot retrain: .*feature schema 'st-0-old'"):
+        retrain(ws.store, ws.wrong)
+    assert ws.store.current_version() == old
+    assert sorted(info.version for info in ws.store.list_versions()) == before
+    assert ws.wrong.read_bytes() == wrong_bytes
+    assert ws.store.lock_info() is None, "the store lock is released after a refusal"
+
+
+def test_retrain_refuses_without_usable_mistakes_and_other_tables(workspace, tmp_path):
+    ws = workspace
+    clip = next(iter(pd.read_csv(ws.labelled_csv)["path"]))
+    review.add_report(ws.wrong, ws.corpus / clip, label="singing", predicted="talking", p_singing=0.1,
+                      confidence=0.9, model_version="x")
+    review.review_row(ws.wrong, ws.corpus / clip, action="dismiss")
+    with pytest.raises(DatasetError, match=r"No usable mistakes .*'dismissed': 1"):
+        retrain(ws.store, ws.wrong)
+    review.review_row(ws.wrong, ws.corpus / clip, action="reopen")
+    with pytest.raises(DatasetError, match="Retraining replays the original training rows"):
+        retrain(ws.store, ws.wrong, tables_dir=tmp_path / "nowhere")
+
+
+def test_retrain_command_with_few_mistakes_trains_without_a_test_part(workspace, capsys):
+    from singtalk.cli import main
+
+    ws = workspace
+    check = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    wrong = review.read_wrong(ws.wrong)
+    for path in wrong["path"].iloc[1:]:
+        review.review_row(ws.wrong, path, action="dismiss")
+    shipped = ws.store.current_version()
+    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--tolerance", "1",
+                 "--epochs", "5", "--jobs", "1"])
+    out = capsys.readouterr()
+    assert code == 0 and check.wrong > 1
+    assert "mistakes used: 1 (1 train, 0 test; all train: too few mistakes" in out.out
+    assert f"(backup: {shipped})" in out.out and "original test accuracy: before" in out.out
+    assert ws.store.current_version() != shipped
+    assert "training started" in out.err and "epoch 1/5" in out.err
+
+
+def test_cancelling_during_training_saves_nothing(workspace):
+    ws = workspace
+    review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    stop = threading.Event()
+    events = []
+
+    def listen(event):
+        events.append(event)
+        if event["kind"] == "epoch":
+            stop.set()
+
+    versions = ws.store.list_versions()
+    report = retrain(ws.store, ws.wrong, progress=listen, stop_event=stop)
+    assert report.cancelled and not report.promoted and report.new_version is None
+    assert [e["kind"] for e in events].count("epoch") == 1 and events[-1]["kind"] == "done"
+    assert len(ws.store.list_versions()) == len(versions) and ws.store.lock_info() is None
+
+
+# -- killed mid-way -------------------------------------------------------------------------------
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"retrain ended (code {proc.returncode}) before {what}: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("moment", ["training", "saving"])
+def test_sigkill_during_retrain_leaves_a_loadable_store_and_an_intact_wrong_list(workspace, moment):
+    ws = workspace
+    loaded = ws.store.load()
+    review.check(loaded, ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    wrong_bytes, n_rows = ws.wrong.read_bytes(), len(review.read_wrong(ws.wrong))
+    current, versions = ws.store.current_version(), [i.version for i in ws.store.list_versions()]
+    env = dict(os.environ, SINGTALK_TF_THREADS="2")
+    args = [sys.executable, "-m", "singtalk.cli", "retrain", "--wrong", str(ws.wrong), "--models",
+            str(ws.store.root), "--jobs", "1"]
+    if moment == "training":
+        args += ["--epochs", "5000", "--patience", "5000"]
+    else:
+        args += ["--epochs", "3", "--tolerance", "1"]
+        env["SINGTALK_TEST_SAVE_PAUSE"] = "model_written:60"
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = ws.store.root / RUNS_DIR
+
+    def log_says(text: str):
+        return lambda: any(text in log.read_text() for log in runs.glob(f"*/{LOG_FILE}"))
+
+    try:
+        if moment == "training":
+            _wait_for(log_says("[epoch] 2/"), 240, proc, "training epochs")
+        else:
+            _wait_for(log_says("[save] saving"), 240, proc, "the save")
+            _wait_for(lambda: any(ws.store.versions_dir.glob(".tmp-*/model.keras")), 30, proc, "the model file")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    store = ModelStore(ws.store.root)
+    assert store.current_version() == current
+    assert [i.version for i in store.list_versions()] == versions, "no half-saved version is listed"
+    after = store.load()
+    prediction = Classifier(after).classify_source(ws.corpus / pd.read_csv(ws.labelled_csv)["path"].iloc[0])
+    assert prediction.label in after.class_names and 0.5 <= prediction.confidence <= 1.0
+    assert ws.wrong.read_bytes() == wrong_bytes and len(review.read_wrong(ws.wrong)) == n_rows
+    with store.lock("after the kill"):  # the dead job's lock does not block the next one
+        pass
