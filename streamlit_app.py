@@ -1,7 +1,32 @@
-"""singtalk app router: page config and navigation only."""
+"""singtalk app router: page config, navigation, the serving model in the sidebar.
+
+The views live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder Streamlit
+falls back to its v1 multipage mode for the first run of a fresh server, and a deep
+link (``/training``) then runs the page without this router.
+"""
+
+import sys
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="singtalk", page_icon="🎤", layout="wide")
-st.title("singtalk")
-st.write("Tell talking from singing in any audio.")
+if str(Path(__file__).parent) not in sys.path:  # `streamlit run` adds it; AppTest does not
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from appkit import resources  # noqa: E402
+
+st.set_page_config(page_title="singtalk", page_icon=":material/graphic_eq:", layout="wide")
+
+page = st.navigation([
+    st.Page("app_pages/classify.py", title="Classify", icon=":material/graphic_eq:", default=True),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
+])
+
+with st.sidebar:
+    version = resources.serving_version()
+    st.caption(f"Serving model: **{version}**" if version else "No model installed yet.")
+
+page.run()
+resources.warm_up_in_background()

@@ -1,0 +1,148 @@
+"""Classify: upload a file, record, listen live, or paste a link."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import streamlit as st
+
+from appkit import resources, results
+from appkit.live import LiveBuffer
+from singtalk import audio
+from singtalk.errors import SingtalkError, TooLong
+from singtalk.sources import is_url
+
+RECORD_MAX_S = 60.0
+LIVE_WINDOW_S = 4.0
+ICE_ENV = "SINGTALK_ICE_SERVERS"  # JSON list; "[]" for loopback-only (tests)
+
+st.header("Is it singing or talking?")
+st.caption(f"Give it at least {audio.format_seconds(audio.MIN_DURATION_S)} of voice (quiet parts more than "
+           f"{audio.TRIM_TOP_DB:.0f} dB below the peak are trimmed first).")
+
+upload_tab, record_tab, live_tab, link_tab = st.tabs(["Upload", "Record", "Live", "Link"])
+
+with upload_tab:
+    upload = st.file_uploader(
+        "Audio or video file", key="upload",
+        help="Anything ffmpeg reads: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM, MP4, MKV…",
+    )
+    separate_upload = st.checkbox("Extract vocals with Spleeter first", value=False, key="upload-separate",
+                                  help="Helps with music: the instruments are removed before classifying.")
+    if upload is not None:
+        with st.spinner("Classifying…"):
+            result = results.classify(f"upload:{upload.file_id}", upload, name=upload.name,
+                                      separate=separate_upload)
+        if result:
+            results.show(result, key="upload")
+
+with record_tab:
+    st.caption(f"Record between {audio.format_seconds(audio.MIN_DURATION_S)} of voice and "
+               f"{audio.format_seconds(RECORD_MAX_S)}. Sing a few notes or say a sentence.")
+    recording = st.audio_input("Record from your microphone", key="record")
+    separate_record = st.checkbox("Extract vocals with Spleeter first", value=False, key="record-separate")
+    if recording is not None:
+        def too_long(err: SingtalkError) -> str:
+            if isinstance(err, TooLong):
+                return f"Recordings are limited to {audio.format_seconds(RECORD_MAX_S)}; record a shorter take."
+            return f"{err} Record again, a little longer and closer to the microphone."
+
+        with st.spinner("Classifying…"):
+            result = results.classify(f"record:{recording.file_id}", recording, name="the recording",
+                                      separate=separate_record, max_duration=RECORD_MAX_S,
+                                      describe_error=too_long)
+        if result:
+            results.show(result, key="record")
+
+with live_tab:
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    if "live-buffer" not in st.session_state:
+        st.session_state["live-buffer"] = LiveBuffer(seconds=RECORD_MAX_S)
+    buffer: LiveBuffer = st.session_state["live-buffer"]
+    ice = json.loads(os.environ.get(ICE_ENV, '[{"urls": "stun:stun.l.google.com:19302"}]'))
+    st.caption(f"Press START and sing or talk: the meter labels the last {LIVE_WINDOW_S:.0f} s every second.")
+    ctx = webrtc_streamer(
+        key="live",
+        mode=WebRtcMode.SENDONLY,
+        audio_frame_callback=buffer.push_frame,
+        media_stream_constraints={"audio": {"echoCancellation": False, "noiseSuppression": False,
+                                            "autoGainControl": False}, "video": False},
+        frontend_rtc_configuration={"iceServers": ice},
+        server_rtc_configuration={"iceServers": ice},
+    )
+    playing = bool(ctx and ctx.state.playing)
+
+    @st.fragment(run_every=1.0 if playing else None)
+    def live_meter():
+        if not (ctx and ctx.state.playing):
+            st.caption(f"Captured: {audio.format_seconds(buffer.seconds)}" if buffer.seconds else "Not listening.")
+            return
+        y = buffer.last(LIVE_WINDOW_S)
+        if y.size < LIVE_WINDOW_S * audio.SAMPLE_RATE * 0.5:
+            st.markdown("Live: **listening…**")
+            return
+        try:
+            p = resources.classifier().classify(y)
+        except SingtalkError:
+            st.markdown("Live: **too quiet**")
+            return
+        # One element, so the label and the bar never disagree between two redraws.
+        st.progress(min(max(p.p_singing, 0.0), 1.0),
+                    text=f"Live: **{p.label.capitalize()}** ({p.confidence:.0%}) · p(singing) {p.p_singing:.2f}")
+
+    live_meter()
+    left, right = st.columns(2)
+    classify_all = left.button("Classify everything captured", key="live-all",
+                               help=f"Up to the last {audio.format_seconds(RECORD_MAX_S)}.")
+    if right.button("Clear", key="live-clear"):
+        buffer.clear()
+        st.session_state.pop("result:live", None)
+        st.session_state.pop("live-take", None)
+    if classify_all:
+        if buffer.seconds == 0:
+            st.info("Nothing captured yet: press START and let it listen for a few seconds.")
+        else:
+            st.session_state["live-take"] = (f"live:{buffer.received_seconds:.2f}", buffer.last())
+    take = st.session_state.get("live-take")
+    if take is not None:
+        with st.spinner("Classifying…"):
+            result = results.classify(take[0], take[1], name="the live capture", separate=False)
+        if result:
+            results.show(result, key="live")
+
+with link_tab:
+    with st.form("link-form", border=False):
+        url = st.text_input("Link to a video or audio page", placeholder="https://www.youtube.com/watch?v=…",
+                            key="link-url")
+        separate_link = st.checkbox("Extract vocals with Spleeter first", value=True, key="link-separate",
+                                    help="On by default: songs found on the web come with instruments.")
+        go = st.form_submit_button("Classify link", type="primary")
+    if go:
+        url = (url or "").strip()
+        if not is_url(url):
+            st.error("Paste a full link starting with https://.")
+            st.session_state.pop("link-take", None)
+        else:
+            st.session_state["link-take"] = (url, separate_link)
+    take = st.session_state.get("link-take")
+    if take is not None:
+        url, separate_link = take
+        previous = st.session_state.get("result:link")
+        fresh = previous is None or not previous.key.startswith(f"link:{url}|sep={separate_link}|")
+        if fresh:
+            with st.status("Working on the link…", expanded=True) as status:
+                def stage(name: str) -> None:
+                    status.update(label=results.STAGE_TEXT.get(name, name))
+                    st.write(results.STAGE_TEXT.get(name, name))
+
+                result = results.classify(f"link:{url}", url, name=url, separate=separate_link, stage=stage)
+                status.update(label="Done" if result else "Failed", state="complete" if result else "error",
+                              expanded=result is None)
+            if result is None:
+                st.session_state.pop("link-take", None)  # do not download again on the next click
+        else:
+            result = previous
+        if result:
+            results.show(result, key="link")

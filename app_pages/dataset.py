@@ -1,0 +1,152 @@
+"""Dataset: pick or build a feature table, then look at it (balance, distributions, PCA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from appkit import jobs_view, resources
+from singtalk import dataset, eda, training
+from singtalk.config import work_dir
+from singtalk.errors import SingtalkError
+
+st.header("Dataset")
+
+default_folder = str(resources.store().root / "tables")
+# "tables-chosen" (plain state) survives page switches; the widget's own key does not.
+st.session_state.setdefault("dataset-folder", st.session_state.get("tables-chosen", default_folder))
+if "tables-pending" in st.session_state:  # a build just finished: show its table
+    st.session_state["dataset-folder"] = st.session_state.pop("tables-pending")
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the feature table…")
+def load(folder: str, stamp: float):
+    tables = training.load_tables(folder)
+    frame = pd.concat([tables.train.assign(split="train"), tables.test.assign(split="test")], ignore_index=True)
+    return frame, tables.feature_names
+
+
+@st.cache_data(max_entries=4, show_spinner="Drawing…")
+def figures(folder: str, stamp: float):
+    table, names = load(folder, stamp)
+    return eda.figures(table, names), eda.counts(table)
+
+
+def stamp(folder: str) -> float:
+    path = Path(folder) / dataset.TRAIN_TABLE
+    return path.stat().st_mtime if path.is_file() else 0.0
+
+
+# ---------------------------------------------------------------------------- build
+with st.expander("Build a feature table from labelled audio", expanded=False):
+    st.caption("A folder with one sub-folder per class (singing/, talking/…), or a manifest CSV with "
+               "path,label (and speaker,source). Files are decoded, features extracted in parallel; "
+               "failures are listed, not fatal. Train/test are split with no speaker on both sides.")
+    with st.form("build-form", border=False):
+        source = st.text_input("Folder or manifest CSV", key="build-source",
+                               placeholder="/data/corpus or /data/corpus/manifest.csv")
+        classes = st.text_input("Classes (comma-separated, empty = all)", value="singing, talking",
+                                key="build-classes")
+        out = st.text_input("Write the tables to", value=str(work_dir() / "tables"), key="build-out")
+        test_size = st.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="build-test")
+        build = st.form_submit_button("Build feature table", type="primary",
+                                      disabled=jobs_view.running() is not None)
+    if build:
+        wanted = [c.strip() for c in classes.split(",") if c.strip()] or None
+        try:
+            path = Path(source.strip()).expanduser()
+            labelled = (dataset.from_manifest(path, classes=wanted) if path.suffix.lower() == ".csv"
+                        else dataset.from_folders(path, classes=wanted))
+        except SingtalkError as err:
+            st.error(f"{err} Check the path and try again.")
+        else:
+            out_dir = Path(out.strip()).expanduser()
+
+            def work(report, stop_event, labelled=labelled, out_dir=out_dir, test_size=test_size):
+                def progress(done, total):
+                    report({"kind": "progress", "done": done, "total": total})
+
+                result = dataset.build_tables(labelled, out_dir, test_size=test_size, jobs=os.cpu_count() or 1,
+                                              progress=progress)
+                return {"folder": str(result.out_dir), "n_train": result.n_train, "n_test": result.n_test,
+                        "failures": result.failures, "class_counts": result.class_counts}
+
+            if jobs_view.start("features", work):
+                st.session_state["build-started"] = True
+
+
+@st.fragment(run_every=jobs_view.POLL_S if (jobs_view.running() and jobs_view.running().kind == "features")
+             else None)
+def build_progress():
+    job = jobs_view.current()
+    if job is None or job.kind != "features":
+        return
+    snap = job.snapshot()
+    if snap["state"] == "running":
+        event = jobs_view.last_event(snap, "progress")
+        done, total = (event["done"], event["total"]) if event else (0, 1)
+        st.progress(done / max(total, 1), text=f"{jobs_view.describe(snap)}: {done} of {total} files")
+        return
+    if st.session_state.pop("build-started", False) or st.session_state.get("build-seen") != snap["id"]:
+        st.session_state["build-seen"] = snap["id"]
+        if snap["state"] == "done" and snap["result"]:
+            st.session_state["tables-pending"] = snap["result"]["folder"]
+            st.rerun()  # redraw the whole page on the new table
+    jobs_view.show_end_state(snap)
+    result = snap["result"]
+    if result:
+        st.caption(f"{result['n_train']} train and {result['n_test']} test rows in {result['folder']}; "
+                   f"{len(result['failures'])} file(s) failed.")
+        if len(result["failures"]):
+            st.dataframe(result["failures"], hide_index=True, height=160)
+
+
+build_progress()
+
+# ---------------------------------------------------------------------------- explore
+folder = st.text_input("Feature table folder", key="dataset-folder",
+                       help=f"Holds {dataset.TRAIN_TABLE}, {dataset.TEST_TABLE} and {dataset.SCALER_FILE}. "
+                            f"The shipped model's tables are in {default_folder}.")
+st.session_state["tables-chosen"] = folder
+try:
+    table, names = load(folder, stamp(folder))
+    figs, parts = figures(folder, stamp(folder))
+except SingtalkError as err:
+    st.warning(f"{err} Pick another folder, or build a table above.")
+    st.stop()
+
+split = table["split"].value_counts()
+cols = st.columns(4)
+cols[0].metric("Clips", f"{len(table):,}")
+cols[1].metric("Train / test", f"{split.get('train', 0)} / {split.get('test', 0)}")
+cols[2].metric("Features", len(names))
+cols[3].metric("Speakers", table["speaker"].replace("", None).nunique())
+
+left, right = st.columns(2)
+left.plotly_chart(figs["class_balance"], key="fig-balance")
+right.plotly_chart(figs["per_source"], key="fig-source")
+with st.expander("Clips per speaker"):
+    per_speaker = parts["per_speaker"].pivot_table(index="speaker", columns="label", values="rows", fill_value=0)
+    st.dataframe(per_speaker, height=280)
+st.plotly_chart(figs["distributions"], key="fig-dist")
+st.plotly_chart(figs["correlations"], key="fig-corr")
+
+st.subheader("Projection")
+st.caption("Each point is a clip (PCA of its scaled features). Click a point to hear it.")
+event = st.plotly_chart(figs["projection"], key="fig-pca", on_select="rerun", selection_mode="points")
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+    getattr(getattr(event, "selection", None), "points", [])
+if points:
+    point = points[0]
+    custom = point.get("customdata") or []
+    path = custom[0] if custom else None
+    if path and Path(path).is_file():
+        row = table[table["path"] == path].head(1)
+        label = row["label"].iloc[0] if len(row) else "?"
+        st.write(f"**{Path(path).name}** — {label}, source {custom[1] if len(custom) > 1 else '?'}")
+        st.audio(path)
+    elif path:
+        st.info(f"{path} is not on this machine, so it cannot be played.")

@@ -1,0 +1,243 @@
+"""Review: the list of mistakes, reviewer actions, checks on a labelled set, retraining, versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from appkit import jobs_view, resources
+from appkit.results import wrong_csv_path
+from singtalk import review
+from singtalk.errors import SingtalkError
+
+PAGE_ROWS = 10
+ACTION_TEXT = {"confirm": "Confirm", "relabel": "Relabel", "dismiss": "Dismiss", "reopen": "Reopen"}
+
+st.header("Review")
+wrong_path = wrong_csv_path()
+store = resources.store()
+
+
+def class_names() -> list[str]:
+    version = store.current_version()
+    try:
+        return list(store.read_metadata(version)["class_names"]) if version else ["singing", "talking"]
+    except (SingtalkError, KeyError):
+        return ["singing", "talking"]
+
+
+def forget_and_rerun(message: str) -> None:
+    resources.forget_models()
+    st.toast(message)
+    st.rerun(scope="app")
+
+
+classes = class_names()
+
+# ---------------------------------------------------------------------------- the wrong list
+try:
+    wrong = review.read_wrong(wrong_path)
+except SingtalkError as err:
+    st.error(f"{err}")
+    wrong = review.empty_wrong()
+
+st.caption(f"{len(wrong)} clip(s) in {wrong_path}: reported from the Classify page or found by a check. "
+           "Confirmed and relabelled clips are what retraining learns from; dismissed ones are ignored.")
+if len(wrong):
+    wrong = wrong.assign(
+        source=[Path(p).parent.name for p in wrong["path"]],
+        confidence_value=pd.to_numeric(wrong["confidence"], errors="coerce"),
+        exists=[Path(p).is_file() for p in wrong["path"]],
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    statuses = c1.multiselect("Status", review.STATUSES, default=["open"], key="f-status")
+    labels = c2.multiselect("True label", sorted(set(wrong["label"]) - {""}), key="f-label")
+    sources = c3.multiselect("Source", sorted(set(wrong["source"])), key="f-source")
+    low, high = c4.slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="f-conf")
+    shown = wrong[wrong["status"].isin(statuses or review.STATUSES)]
+    if labels:
+        shown = shown[shown["label"].isin(labels)]
+    if sources:
+        shown = shown[shown["source"].isin(sources)]
+    conf = shown["confidence_value"].fillna(0.0)
+    shown = shown[(conf >= low) & (conf <= high)]
+    st.dataframe(shown[["path", "label", "predicted", "confidence", "status", "model_version", "reviewer",
+                        "note", "origin"]], hide_index=True, height=min(38 + 35 * len(shown), 300))
+
+    reviewer = st.text_input("Your name (kept with each review)", key="reviewer")
+    pages = max(1, -(-len(shown) // PAGE_ROWS))
+    page = st.number_input("Page", 1, pages, 1, key="review-page") if pages > 1 else 1
+    for i, row in shown.iloc[(page - 1) * PAGE_ROWS: page * PAGE_ROWS].iterrows():
+        with st.container(border=True):
+            left, right = st.columns([2, 3])
+            with left:
+                st.markdown(f"**{Path(row['path']).name}** · {row['source']}")
+                st.caption(f"label **{row['label']}**, model said **{row['predicted']}** "
+                           f"({row['confidence'] or '?'}), status **{row['status']}**")
+                if row["exists"]:
+                    st.audio(row["path"])
+                else:
+                    st.caption("The file is not on this machine.")
+            with right:
+                others = [c for c in classes if c != row["label"]] or classes
+                new_label = st.selectbox("Relabel as", others, key=f"relabel-to-{i}")
+                note = st.text_input("Note", key=f"note-{i}", value=row["note"])
+                b1, b2, b3, b4 = st.columns(4)
+                action = None
+                if b1.button("Confirm", key=f"confirm-{i}", help="The label is right; the model was wrong."):
+                    action = "confirm"
+                if b2.button("Relabel", key=f"relabel-{i}", help="The true label is the one chosen above."):
+                    action = "relabel"
+                if b3.button("Dismiss", key=f"dismiss-{i}", help="Ignore this clip (bad audio, ambiguous)."):
+                    action = "dismiss"
+                if row["status"] != "open" and b4.button("Reopen", key=f"reopen-{i}"):
+                    action = "reopen"
+                if action:
+                    try:
+                        review.review_row(wrong_path, row["path"], action=action,
+                                          label=new_label if action == "relabel" else None,
+                                          reviewer=reviewer, note=note)
+                    except SingtalkError as err:
+                        st.error(f"{err}")
+                    else:
+                        st.toast(f"{ACTION_TEXT[action]}: {Path(row['path']).name}")
+                        st.rerun()
+else:
+    st.info("No mistakes listed yet. Report one from the Classify page (\"This is wrong\") or run a check below.")
+
+# ---------------------------------------------------------------------------- check and retrain jobs
+st.subheader("Check a labelled set")
+with st.form("check-form", border=False):
+    c1, c2 = st.columns([3, 2])
+    labelled_csv = c1.text_input("Labelled CSV (path,label[,speaker,source])", key="check-csv")
+    root = c2.text_input("Folder the relative paths are under (default: the CSV's)", key="check-root")
+    check = st.form_submit_button("Run check", disabled=jobs_view.running() is not None)
+if check:
+    try:
+        model = resources.classifier()
+        labelled = review.read_labelled(labelled_csv.strip(), root.strip() or None, class_names=model.class_names)
+    except SingtalkError as err:
+        st.error(f"{err}")
+    else:
+        def check_job(report, stop_event, model=model, labelled=labelled):
+            def progress(done, total):
+                report({"kind": "progress", "done": done, "total": total})
+
+            return review.check(model, labelled, wrong_path=wrong_path, progress=progress).summary()
+
+        if jobs_view.start("check", check_job):
+            st.rerun()
+
+st.subheader("Retrain from reviewed mistakes")
+st.caption("Fine-tunes the serving model on the listed mistakes (not dismissed) plus a replay of its training "
+           "table. The new version is promoted only if it is not worse on the original test table.")
+with st.form("retrain-form", border=False):
+    force = st.checkbox("Promote even if the original test accuracy drops", key="retrain-force")
+    go = st.form_submit_button("Retrain", type="primary", disabled=jobs_view.running() is not None)
+if go:
+    def retrain_job(report, stop_event, force=force):
+        from singtalk import retrain
+
+        return retrain.retrain(resources.store(), wrong_path, progress=report, stop_event=stop_event, force=force)
+
+    if jobs_view.start("retrain", retrain_job):
+        st.rerun()
+
+KINDS = ("check", "retrain")
+job = jobs_view.current()
+live = job is not None and job.running and job.kind in KINDS
+
+
+def metric_rows(report) -> pd.DataFrame:
+    rows = []
+    for part in ("original_test", "mistakes_test"):
+        before, after = report.before.get(part) or {}, report.after.get(part) or {}
+        rows.append({"evaluated on": part.replace("_", " "), "n": before.get("n") or after.get("n"),
+                     "accuracy before": before.get("accuracy"), "accuracy after": after.get("accuracy"),
+                     "balanced accuracy before": before.get("balanced_accuracy"),
+                     "balanced accuracy after": after.get("balanced_accuracy")})
+    return pd.DataFrame(rows)
+
+
+@st.fragment(run_every=jobs_view.POLL_S if live else None)
+def job_view():
+    job = jobs_view.current()
+    if job is None or job.kind not in KINDS:
+        jobs_view.busy_elsewhere(KINDS)
+        return
+    snap = job.snapshot()
+    if snap["state"] == "running":
+        progress = jobs_view.last_event(snap, "progress")
+        stage = jobs_view.last_event(snap, "stage")
+        epoch = jobs_view.last_event(snap, "epoch")
+        text = jobs_view.describe(snap)
+        fraction = 0.0
+        if progress:
+            fraction = progress["done"] / max(progress["total"], 1)
+            text += f": {progress['done']} of {progress['total']} files"
+        if stage:
+            text += f" — {stage['message']}"
+        if epoch:
+            fraction = epoch["epoch"] / epoch["epochs"]
+            text += f" (epoch {epoch['epoch']}, val loss {epoch.get('val_loss') or float('nan'):.3f})"
+        st.progress(min(fraction, 1.0), text=text)
+        jobs_view.cancel_button(job, key="cancel-review-job")
+        return
+    if live:
+        st.rerun(scope="app")
+    jobs_view.show_end_state(snap)
+    result = snap["result"]
+    if snap["kind"] == "check" and result:
+        st.write(result)
+    elif snap["kind"] == "retrain" and result is not None:
+        report = result
+        (st.success if report.promoted else st.warning)(
+            f"{'Promoted ' + report.new_version if report.promoted else 'Not promoted'}: {report.reason}.")
+        st.dataframe(metric_rows(report), hide_index=True)
+        st.caption(f"{report.n_mistakes} mistake(s) used ({report.n_train_mistakes} train, "
+                   f"{report.n_test_mistakes} test), {report.n_replay} replayed rows; backup {report.backup_version}.")
+        current = store.current_version()
+        c1, c2 = st.columns(2)
+        if report.new_version and current != report.new_version and c1.button(
+                f"Promote {report.new_version}", key="retrain-promote"):
+            try:
+                store.promote(report.new_version)
+            except SingtalkError as err:
+                st.error(f"{err}")
+            else:
+                forget_and_rerun(f"{report.new_version} is serving.")
+        if current != report.backup_version and c2.button(f"Roll back to {report.backup_version}",
+                                                          key="retrain-rollback"):
+            try:
+                store.rollback(report.backup_version)
+            except SingtalkError as err:
+                st.error(f"{err}")
+            else:
+                forget_and_rerun(f"{report.backup_version} is serving again.")
+
+
+job_view()
+
+# ---------------------------------------------------------------------------- versions
+st.subheader("Model versions")
+versions = store.list_versions()
+if versions:
+    table = pd.DataFrame([{"version": v.version, "serving": "●" if v.is_current else "", "created": v.created,
+                           "test accuracy": v.metrics.get("test.accuracy"),
+                           "balanced accuracy": v.metrics.get("test.balanced_accuracy"),
+                           "features": v.feature_version, "parent": v.parent, "note": v.note} for v in versions])
+    st.dataframe(table, hide_index=True)
+    c1, c2 = st.columns([3, 1])
+    chosen = c1.selectbox("Version", [v.version for v in versions], key="version-pick",
+                          label_visibility="collapsed")
+    if c2.button("Serve this version", key="version-promote", disabled=jobs_view.running() is not None):
+        try:
+            store.promote(chosen)
+        except SingtalkError as err:
+            st.error(f"{err}")
+        else:
+            forget_and_rerun(f"{chosen} is serving.")
+else:
+    st.info(f"No model versions in {store.root} yet.")

@@ -1,0 +1,76 @@
+"""A rolling 16 kHz buffer fed by WebRTC audio frames (from aiortc's thread)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+
+from singtalk.audio import SAMPLE_RATE
+
+
+class LiveBuffer:
+    """The last ``seconds`` of microphone audio, mono float32 at 16 kHz; safe across threads.
+
+    :meth:`push_frame` is the ``audio_frame_callback`` of ``webrtc_streamer``: it
+    resamples each frame (any rate, layout or sample format) with one stateful
+    ``av.AudioResampler``, appends it and returns the frame unchanged.
+    """
+
+    def __init__(self, seconds: float = 60.0, sr: int = SAMPLE_RATE):
+        self.sr = int(sr)
+        self.capacity = int(seconds * sr)
+        self._lock = threading.Lock()
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._size = 0
+        self._resampler = None
+        self._received = 0
+
+    def push_frame(self, frame):
+        try:
+            if self._resampler is None:
+                import av
+
+                self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
+            for out in self._resampler.resample(frame):
+                self.extend(out.to_ndarray().reshape(-1))
+        except (ValueError, OSError):  # a format change mid-stream: start a fresh resampler
+            self._resampler = None
+        return frame
+
+    def extend(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if samples.size == 0:
+            return
+        with self._lock:
+            self._chunks.append(samples.copy())
+            self._size += samples.size
+            self._received += samples.size
+            while self._size - self._chunks[0].size >= self.capacity:
+                self._size -= self._chunks.popleft().size
+
+    def last(self, seconds: float | None = None) -> np.ndarray:
+        """The newest ``seconds`` (all kept audio when None)."""
+        with self._lock:
+            data = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
+        data = data[-self.capacity:]
+        if seconds is not None:
+            data = data[-int(seconds * self.sr):]
+        return data
+
+    def clear(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+            self._size = 0
+            self._received = 0
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return min(self._size, self.capacity) / self.sr
+
+    @property
+    def received_seconds(self) -> float:
+        with self._lock:
+            return self._received / self.sr

@@ -1,0 +1,89 @@
+"""Heavy objects shared by every session: the model store, the classifier, the separator.
+
+All are ``st.cache_resource`` (one instance per process). The classifier is keyed
+by the store root and the serving version, so a promotion made anywhere (this
+app, the CLI) is picked up on the next run; :func:`forget_models` drops the old
+one at once after a promotion from the app.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from singtalk.classify import Classifier
+from singtalk.config import models_dir
+from singtalk.errors import ModelError
+from singtalk.registry import ModelStore
+
+
+def store() -> ModelStore:
+    """The model store at ``$SINGTALK_MODELS`` (cheap: only paths)."""
+    return ModelStore(models_dir())
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _load_classifier(root: str, version: str) -> Classifier:
+    return Classifier(ModelStore(root).load(version))
+
+
+def classifier() -> Classifier:
+    """The serving model as a classifier; :class:`ModelError` when the store is empty."""
+    models = store()
+    version = models.current_version()
+    if version is None:
+        raise ModelError(f"No model is installed in {models.root}. Train one on the Training page, "
+                         "or restore the shipped models/ folder.")
+    return _load_classifier(str(models.root), version)
+
+
+def serving_version() -> str | None:
+    try:
+        return store().current_version()
+    except OSError:
+        return None
+
+
+@st.cache_resource(show_spinner="Loading Spleeter (first use only)…")
+def separator():
+    """The process-wide Spleeter separator; :class:`SeparationUnavailable` without weights."""
+    from singtalk.separation import get_separator
+
+    return get_separator()
+
+
+@st.cache_resource
+def separation_status() -> tuple[bool, str]:
+    from singtalk.separation import weights_status
+
+    return weights_status()
+
+
+def forget_models() -> None:
+    """Drop cached classifiers (after a promotion or a rollback)."""
+    _load_classifier.clear()
+
+
+_warm_started = threading.Event()
+
+
+def warm_up_in_background() -> None:
+    """Import TensorFlow and Keras once, in a thread, after the first page is drawn.
+
+    The page never waits for it; the first classification then skips the import.
+    """
+    if _warm_started.is_set():
+        return
+    _warm_started.set()
+
+    def work():
+        try:
+            from singtalk import features, model
+
+            model._tf()
+            features.extract  # noqa: B018 - imported for its side effect of loading scipy/numpy kernels
+        except Exception:  # noqa: BLE001 - warming is best effort
+            pass
+
+    threading.Thread(target=work, name="singtalk-warm-up", daemon=True).start()

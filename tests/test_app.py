@@ -1,0 +1,187 @@
+"""AppTest of every page on a tiny real model (see tests/app_fixtures.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit_webrtc
+from streamlit.testing.v1 import AppTest
+
+from singtalk import review
+from singtalk.audio import decode, write_wav
+from singtalk.jobs import runner
+from tests.app_fixtures import Uploads, app_env, clip_near, copy_store, fake_webrtc_streamer, test_store, to_wav  # noqa: F401
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture()
+def uploads(monkeypatch):
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_webrtc_streamer)
+    return Uploads(monkeypatch)
+
+
+def fresh_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no {label!r} metric; errors: {[e.value for e in at.error]}"
+    return values[0]
+
+
+def wait_for_job(timeout: float = 120):
+    job = runner().wait(timeout)
+    assert job is not None and not job.running, "the background job did not finish"
+    return job
+
+
+def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads, tmp_path):
+    at = fresh_app()
+    assert "Serving model" in at.sidebar.caption[0].value and test_store.version in at.sidebar.caption[0].value
+    clip = test_store.singing_clip
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "Singing"
+    assert metric(at, "Confidence").endswith("%")
+    assert len(at.get("download_button")) == 2, "a >8 s clip gets CSV and JSON timeline downloads"
+    assert len(at.get("plotly_chart")) == 1
+
+    at.radio(key="upload-right").set_value("Talking")
+    at.button(key="upload-send").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    wrong = review.read_wrong(Path(app_env["SINGTALK_WORK"]) / "wrong_audios.csv")
+    assert len(wrong) == 1
+    row = wrong.iloc[0]
+    assert (row["label"], row["predicted"], row["status"], row["origin"]) == ("talking", "singing", "open", "app")
+    saved = Path(row["path"])
+    assert saved.parent == Path(app_env["SINGTALK_WORK"]).resolve() / "reports" and saved.is_file()
+    assert saved.stem != clip.stem and len(saved.stem) == 32, "saved under a uuid, never the upload's name"
+    assert abs(decode(saved).size / 16000 - decode(clip).size / 16000) < 0.05
+    assert row["model_version"] == test_store.version
+
+    # warm: another ~10 s clip
+    ten = clip_near(Path(clip).parents[2], "singing", 10.0)
+    uploads.put(at, "file_uploader", "Audio or video file", ten.read_bytes(), name=ten.name, mime="audio/flac")
+    started = time.perf_counter()
+    at.run()
+    warm = time.perf_counter() - started
+    print(f"\nwarm classification of a {decode(ten).size / 16000:.1f} s upload (AppTest run): {warm:.2f} s")
+    assert metric(at, "Prediction") in ("Singing", "Talking")
+    assert warm < 3.0
+
+
+def test_bad_upload_shows_an_error_and_the_page_keeps_working(app_env, test_store, uploads):
+    at = fresh_app()
+    uploads.put(at, "file_uploader", "Audio or video file", b"this is not audio at all" * 50, name="notes.mp3")
+    at.run()
+    assert not at.exception
+    assert at.error and "not audio" in at.error[0].value and "Traceback" not in at.error[0].value
+    clip = test_store.talking_clip
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
+    at.run()
+    assert not at.exception and not at.error
+    assert metric(at, "Prediction") == "Talking"
+
+
+def test_record_through_audio_input_with_duration_limits(app_env, test_store, uploads, tmp_path):
+    at = fresh_app()
+    label = "Record from your microphone"
+    wav = to_wav(test_store.singing_clip, tmp_path / "take.wav", rate=48000)
+    uploads.put(at, "audio_input", label, wav.read_bytes(), name="audio.wav")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "Singing"
+
+    short = to_wav(test_store.singing_clip, tmp_path / "short.wav", rate=48000, seconds=0.3)
+    uploads.put(at, "audio_input", label, short.read_bytes(), name="audio.wav")
+    at.run()
+    assert not at.exception and at.error
+    assert "at least" in at.error[0].value and "Record again" in at.error[0].value
+
+    long = tmp_path / "long.wav"
+    write_wav(long, np.tile(decode(wav, sr=48000)[: 48000 * 8], 8), sr=48000)  # 64 s
+    uploads.put(at, "audio_input", label, long.read_bytes(), name="audio.wav")
+    at.run()
+    assert not at.exception and at.error
+    assert at.error[0].value.startswith("Recordings are limited to 1 min")
+
+
+def test_every_page_renders(app_env, test_store, uploads):
+    at = fresh_app()
+    assert at.tabs and [t.label for t in at.tabs] == ["Upload", "Record", "Live", "Link"]
+    at.switch_page("app_pages/dataset.py").run()
+    assert not at.exception and not at.error
+    assert metric(at, "Clips") == str(len(table_paths(test_store)))
+    assert len(at.get("plotly_chart")) >= 5
+    at.switch_page("app_pages/training.py").run()
+    assert not at.exception and not at.error
+    assert any(b.label == "Start" for b in at.button)
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception and not at.error
+    assert any(test_store.version in str(v) for v in at.dataframe[-1].value["version"])
+    at.switch_page("app_pages/classify.py").run()
+    assert not at.exception and [t.label for t in at.tabs][:1] == ["Upload"]
+
+
+def table_paths(store) -> list:
+    import pandas as pd
+
+    return list(pd.read_csv(store.tables / "train_features_scaled.csv")["path"]) + \
+        list(pd.read_csv(store.tables / "test_features_scaled.csv")["path"])
+
+
+def test_training_runs_to_completion_and_promotes(app_env, test_store, uploads, tmp_path, monkeypatch):
+    root = copy_store(test_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    at = fresh_app()
+    at.switch_page("app_pages/training.py").run()
+    assert at.text_input(key="train-folder").value == str(root / "tables")
+    at.text_input(key="train-units").set_value("16")
+    at.number_input(key="train-epochs").set_value(4)
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_for_job()
+    assert job.state == "done", job.error
+    at.run()
+    assert not at.exception and not at.error
+    assert 0.0 <= float(metric(at, "Accuracy")) <= 1.0
+    assert int(metric(at, "Test clips")) > 0
+    assert len(at.get("plotly_chart")) >= 3  # curves, confusion matrix, ROC
+    events = job.snapshot()["events"]
+    assert [e["epoch"] for e in events if e.get("kind") == "epoch"][:1] == [1]
+    version = job.snapshot()["result"]["version"]
+    next(b for b in at.button if b.label == f"Promote {version}").click().run()
+    assert not at.exception
+    assert version in at.sidebar.caption[0].value
+    from singtalk.registry import ModelStore
+
+    assert ModelStore(root).current_version() == version
+
+
+def test_review_relabel_writes_the_csv(app_env, test_store, uploads, tmp_path):
+    work = Path(app_env["SINGTALK_WORK"])
+    clip = write_wav(work / "reports" / "a3f0c1.wav", decode(test_store.talking_clip))
+    wrong_csv = work / "wrong_audios.csv"
+    review.add_report(wrong_csv, clip, label="singing", predicted="talking", p_singing=0.2, confidence=0.8,
+                      model_version=test_store.version)
+    at = fresh_app()
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe[0].value) == 1
+    at.text_input(key="reviewer").set_value("ana")
+    assert at.selectbox(key="relabel-to-0").value == "talking"
+    at.button(key="relabel-0").click().run()
+    assert not at.exception and not at.error
+    row = review.read_wrong(wrong_csv).iloc[0]
+    assert (row["label"], row["status"], row["reviewer"]) == ("talking", "relabelled", "ana")
+    # the default filter shows open rows only: the relabelled one left the list
+    assert at.get("audio") == [] or len(at.dataframe[0].value) == 0

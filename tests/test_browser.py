@@ -1,0 +1,223 @@
+"""The real app in Debian's Chromium: upload, record through a fake microphone, live WebRTC, every page.
+
+A ``streamlit run`` server on a free loopback port serves the tiny test model;
+Chromium's fake microphone plays a singing clip from the corpus. Screenshots go
+to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.app_fixtures import clip_near, test_store, to_wav  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+TIMINGS: dict[str, float] = {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fake_mic(test_store, tmp_path_factory) -> Path:
+    return to_wav(test_store.singing_clip, tmp_path_factory.mktemp("mic") / "singing48k.wav", rate=48000)
+
+
+@pytest.fixture(scope="module")
+def browser(fake_mic):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make setup-test)")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_mic}", "--disable-background-networking",
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, test_store, tmp_path_factory):
+    """``streamlit run`` on a free port; records the time to a usable Classify page."""
+    port = free_port()
+    env = dict(os.environ, SINGTALK_MODELS=str(test_store.root),
+               SINGTALK_WORK=str(tmp_path_factory.mktemp("work")), SINGTALK_ICE_SERVERS="[]")
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.05)
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"streamlit exited: {log.read()[-2000:]}")
+        TIMINGS["server_healthy_s"] = time.perf_counter() - started
+        page = browser.new_page()
+        page.goto(url)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=30000)
+        page.get_by_role("tab", name="Record").wait_for(timeout=30000)
+        TIMINGS["start_to_usable_classify_s"] = time.perf_counter() - started
+        page.close()
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.seek(0)
+        text = log.read()
+        log.close()
+        (REPO / "test-artifacts" / "streamlit.log").write_text(text)
+        assert "Uncaught app execution" not in text, text[-3000:]  # an exception in a page
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1300, "height": 1000}, permissions=["microphone"])
+    page = context.new_page()
+    page.goto(server)
+    ready(page)
+    yield page
+    context.close()
+
+
+def ready(page, quiet_s: float = 1.5, timeout_s: float = 30) -> None:
+    """The Classify page is drawn and no script run for ``quiet_s`` (the WebRTC component's first value
+    triggers a second run; input given during a run can get lost)."""
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=30000)
+    status = page.locator('[data-testid="stStatusWidget"]')
+    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
+    while time.monotonic() < deadline:
+        if status.count() and status.first.is_visible():
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        page.wait_for_timeout(100)
+
+
+def upload(page, path: Path) -> None:
+    """Put ``path`` in the file uploader; retried if a concurrent rerun swallowed it."""
+    for _ in range(3):
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+        try:
+            page.locator('[data-testid="stFileUploaderFileName"]', has_text=path.name).wait_for(timeout=10000)
+            return
+        except Exception:  # noqa: BLE001 - retry
+            ready(page)
+    raise AssertionError(f"the uploader never showed {path.name}")
+
+
+def shot(page, artifacts_dir, name: str) -> None:
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(artifacts_dir / f"{name}.png"), full_page=True)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def prediction(page) -> str:
+    try:
+        page.get_by_text("This is wrong").first.wait_for(timeout=60000)
+    except Exception:
+        page.screenshot(path=str(REPO / "test-artifacts" / "browser_failure.png"), full_page=True)
+        raise
+    return page.locator('[data-testid="stMetricValue"]').first.inner_text()
+
+
+def test_upload_shows_prediction(page, test_store, artifacts_dir, tmp_path):
+    upload(page, Path(test_store.singing_clip))
+    assert prediction(page) == "Singing"
+    page.get_by_text("Per-window probability of singing").wait_for(timeout=20000)
+    no_exception(page)
+    shot(page, artifacts_dir, "browser_upload")
+    # a 10 s clip, warm (model loaded): time from the file landing to the new prediction
+    ten = to_wav(clip_near(Path(test_store.singing_clip).parents[2], "singing", 10.0), tmp_path / "ten.wav",
+                 rate=44100)
+    started = time.perf_counter()
+    upload(page, ten)
+    page.get_by_text("ten.wav · model").wait_for(timeout=30000)
+    TIMINGS["warm_10s_upload_browser_s"] = time.perf_counter() - started
+    no_exception(page)
+
+
+def test_record_with_fake_microphone(page, artifacts_dir):
+    page.get_by_role("tab", name="Record").click()
+    page.get_by_text("Record from your microphone").wait_for(timeout=10000)
+    button = page.locator('[data-testid="stAudioInputActionButton"]')
+    button.click()
+    page.wait_for_timeout(4000)
+    button.click()
+    assert prediction(page) == "Singing"
+    no_exception(page)
+    shot(page, artifacts_dir, "browser_record")
+
+
+def test_live_meter_shows_a_label(page, artifacts_dir):
+    page.get_by_role("tab", name="Live").click()
+    frame = page.frame_locator('iframe[title*="streamlit_webrtc"]').first
+    frame.get_by_role("button", name="START").click()
+    meter = page.get_by_text("Live:").first
+    meter.wait_for(timeout=40000)
+    text = ""
+    for _ in range(40):
+        text = meter.inner_text()
+        if "Singing" in text or "Talking" in text:
+            break
+        page.wait_for_timeout(500)
+    shot(page, artifacts_dir, "browser_live")
+    assert "Singing" in text or "Talking" in text, text
+    page.get_by_role("button", name="Classify everything captured").click()
+    assert prediction(page) in ("Singing", "Talking")
+    no_exception(page)
+    frame.get_by_role("button", name="STOP").click()
+
+
+@pytest.mark.parametrize("name,expect", [("Dataset", "Projection"), ("Training", "Tuner trial budget"),
+                                         ("Review", "Model versions")])
+def test_every_page_opens_without_exception(page, server, artifacts_dir, name, expect):
+    page.goto(f"{server}/{name.lower()}")  # a deep link must go through the router too
+    page.get_by_text("Serving model").wait_for(timeout=30000)
+    try:
+        page.get_by_text(expect).first.wait_for(timeout=30000)
+    except Exception:
+        shot(page, artifacts_dir, f"browser_{name.lower()}_failure")
+        raise
+    page.wait_for_timeout(1500)
+    no_exception(page)
+    shot(page, artifacts_dir, f"browser_{name.lower()}")
+
+
+def test_report_timings(server, artifacts_dir):
+    """Write the measured numbers; the startup goal is ≤ 6 s (asserted with slack for a loaded CI box)."""
+    (artifacts_dir / "timings.json").write_text(json.dumps(TIMINGS, indent=1))
+    print("\n" + json.dumps(TIMINGS, indent=1))
+    assert TIMINGS["start_to_usable_classify_s"] < 15
+    assert TIMINGS.get("warm_10s_upload_browser_s", 0) < 5
