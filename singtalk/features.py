@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-2"
+FEATURE_VERSION = "st-3"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048
@@ -64,6 +64,15 @@ SMOOTH_HALF = 9
 VIBRATO_HALF = 2
 LONG_RUN_S = 0.4
 ENVELOPE_FLOOR_DB = 50.0
+PERIODICITY_QUANTILES = (25, 50, 75, 90)
+SLOPE_QUANTILES = (10, 25, 50, 75, 90)
+"""Quantiles of |slope| (st/s) of the vibrato-smoothed pitch in voiced frames: notes are flat, speech glides."""
+SLOPE_SPAN = 2
+"""The slope is the difference over ±2 frames (40 ms) of the smoothed pitch."""
+CHANGE_QUANTILES = (25, 50, 75)
+"""Quantiles of the spectral change rate (norm of ΔMFCC 1–12) in sounding frames: held vowels change slowly."""
+ONSET_RISE_DB = 9.0
+ONSET_SPAN = 5
 _AMIN = 1e-10
 _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
@@ -85,6 +94,13 @@ def _names() -> tuple[str, ...]:
         "voiced_runs_per_s", "vibrato_extent", "vibrato_ratio",
         "env_mod_syllabic", "env_mod_slow", "env_std_db", "pause_fraction",
     ]
+    names += [f"periodicity_p{p}" for p in PERIODICITY_QUANTILES] + ["periodicity_voiced_mean"]
+    names += [f"f0_slope_p{p}" for p in SLOPE_QUANTILES] + ["f0_flat_fraction_2", "f0_flat_fraction_5"]
+    names += ["f0_residual_std", "note_residual_std", "note_dur_mean", "note_dur_max", "note_time_fraction"]
+    names += [f"spectral_change_p{p}" for p in CHANGE_QUANTILES] + ["spectral_change_voiced_median"]
+    names += [f"voiced_contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1)]
+    names += ["voiced_log10_flatness_mean", "voiced_log2_centroid_mean"]
+    names += ["long_run_fraction", "voiced_run_p50", "voiced_run_max", "onsets_per_s"]
     return tuple(names)
 
 
@@ -453,6 +469,61 @@ def _rhythm_features(fr: Frames, sl: slice) -> list[float]:
     return [float(syllabic / total), float(slow / total), float(level.std()), pause_fraction]
 
 
+def _quantiles(x: np.ndarray, qs) -> list[float]:
+    return [float(v) for v in np.percentile(x, qs)] if len(x) else [0.0] * len(qs)
+
+
+def _contour_features(fr: Frames, sl: slice, n_sounding: int) -> list[float]:
+    """Finer pitch-contour, periodicity, spectral-change and voiced-only spectral statistics (st-3)."""
+    voiced, sounding = fr.voiced[sl], fr.sounding[sl]
+    rate = fr.frame_rate
+    n_voiced = int(voiced.sum())
+    periodicity = fr.periodicity[sl].astype(np.float64)
+    out = _quantiles(periodicity[sounding], PERIODICITY_QUANTILES)
+    out.append(float(periodicity[voiced].mean()) if n_voiced else 0.0)
+
+    st0 = np.nan_to_num(fr.semitones[sl].astype(np.float64))
+    smooth = _run_mean(st0, voiced, SMOOTH_HALF)
+    k = SLOPE_SPAN
+    slopes = np.zeros(0)
+    if len(voiced) > 2 * k:
+        inner = voiced[k:-k] & voiced[: -2 * k] & voiced[2 * k:]
+        slopes = np.abs(smooth[2 * k:] - smooth[: -2 * k])[inner] * rate / (2 * k)
+    out += _quantiles(slopes, SLOPE_QUANTILES)
+    out += [float((slopes < 2.0).mean()) if slopes.size else 0.0, float((slopes < 5.0).mean()) if slopes.size else 0.0]
+
+    residual = fr.f0_residual[sl].astype(np.float64)
+    in_note = fr.in_note[sl]
+    out.append(float(residual[voiced].std()) if n_voiced > 2 else 0.0)
+    out.append(float(residual[in_note].std()) if in_note.sum() > 2 else 0.0)
+    starts, stops = _runs(in_note)
+    notes_s = (stops - starts) / rate
+    out += [float(notes_s.mean()) if notes_s.size else 0.0, float(notes_s.max()) if notes_s.size else 0.0,
+            float(in_note.sum() / max(n_sounding, 1))]
+
+    change = np.linalg.norm(fr.dmfcc[sl][:, 1:13].astype(np.float64), axis=1)
+    out += _quantiles(change[sounding], CHANGE_QUANTILES)
+    out.append(float(np.median(change[voiced])) if n_voiced else 0.0)
+
+    if n_voiced:
+        out += list(fr.contrast[sl][voiced].astype(np.float64).mean(axis=0))
+        out += [float(fr.log10_flatness[sl][voiced].mean()), float(fr.log2_centroid[sl][voiced].mean())]
+    else:
+        out += [0.0] * (N_CONTRAST_BANDS + 3)
+
+    starts, stops = _runs(voiced)
+    runs_s = (stops - starts) / rate
+    out += [float(fr.long_run[sl].sum() / max(n_voiced, 1)),
+            float(np.median(runs_s)) if runs_s.size else 0.0, float(runs_s.max()) if runs_s.size else 0.0]
+    level = np.maximum(fr.level_db[sl].astype(np.float64), -ENVELOPE_FLOOR_DB)
+    onsets = 0.0
+    if level.size > ONSET_SPAN + 1:
+        rising = (level[ONSET_SPAN:] - level[:-ONSET_SPAN]) > ONSET_RISE_DB
+        onsets = float((rising[1:] & ~rising[:-1]).sum() + rising[0]) / (level.size / rate)
+    out.append(onsets)
+    return out
+
+
 def pool(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Summarise frames ``[start, stop)`` into a ``(N_FEATURES,)`` float32 vector (always finite).
 
@@ -474,6 +545,7 @@ def pool(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
         parts.append([m, s])
     parts.append(_pitch_features(frames, sl, n_sounding))
     parts.append(_rhythm_features(frames, sl))
+    parts.append(_contour_features(frames, sl, n_sounding))
     vector = np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in parts])
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 

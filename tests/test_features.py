@@ -74,7 +74,7 @@ def spoken() -> np.ndarray:
 # -- schema ------------------------------------------------------------------
 def test_schema_is_named_versioned_and_consistent(sung):
     vector = F.extract(sung)
-    assert F.FEATURE_VERSION == "st-2"
+    assert F.FEATURE_VERSION == "st-3"
     assert len(F.FEATURE_NAMES) == F.N_FEATURES == vector.shape[0]
     assert len(set(F.FEATURE_NAMES)) == F.N_FEATURES
     assert vector.dtype == np.float32 and np.all(np.isfinite(vector))
@@ -120,6 +120,17 @@ def test_pitch_stability_separates_sung_from_spoken(sung, spoken):
 
 
 # -- invariances ---------------------------------------------------------------
+def test_contour_features_separate_held_notes_from_glides(sung, spoken):
+    """st-3: held notes have a flat smoothed contour, long notes and long voiced runs; speech glides."""
+    s, t = named(F.extract(sung)), named(F.extract(spoken))
+    assert s["f0_slope_p50"] < 2.0 < 5.0 < t["f0_slope_p50"]
+    assert s["f0_flat_fraction_5"] > 0.9 > 0.3 > t["f0_flat_fraction_5"]
+    assert s["note_time_fraction"] > 0.8 > 0.3 > t["note_time_fraction"]
+    assert s["voiced_run_p50"] > 0.5 > 0.3 > t["voiced_run_p50"]
+    assert s["spectral_change_p50"] < t["spectral_change_p50"]
+    assert s["onsets_per_s"] < t["onsets_per_s"]
+
+
 @pytest.mark.parametrize("gain_db", [-20.0, 20.0])
 def test_gain_changes_nothing(sung, spoken, gain_db):
     gain = np.float32(10 ** (gain_db / 20))

@@ -1,0 +1,250 @@
+"""Build the shipped default model (singing vs talking) from ../shared/data.
+
+    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 1] [--no-loso]
+
+Steps: read the manifest's singing and talking rows; split by speaker
+(``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
+extract its features; for TRAINING clips only add ``--copies`` augmented versions
+each (random gain, white/pink noise at 10–35 dB SNR, a random 1.5–6 s crop, and
+sometimes a 300–3400 Hz telephone band or a short synthetic room reverb); train the
+MLP with ``model.train`` (validation grouped by speaker); evaluate on the test split
+(overall, per source, and its RAVDESS part: actors never seen in training) and,
+unless ``--no-loso``, leave-one-source-out (train without source S, test on S).
+
+Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
+and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),
+``test_features_scaled.csv``, ``scaler.json`` (the model's scaler, fitted on the
+training rows including augmented ones) and ``features_raw.csv`` (un-augmented, with a
+``split`` column). Paths in the tables are relative to the data dir (``config.data_dir()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from singtalk import atomic, config, dataset  # noqa: E402
+
+CLASSES = ("singing", "talking")
+HOLDOUT_SOURCE = "ravdess"
+AUGMENTATION = ("per copy: gain ×0.1–1 (features are gain-free), noise (white or pink) at 10–35 dB SNR with p=0.7, "
+                "random crop of 1.5–6 s when the clip is longer, telephone band 300–3400 Hz with p=0.2, "
+                "synthetic room reverb (RT60 0.2–0.8 s) with p=0.2; training clips only")
+
+
+# -- augmentation ---------------------------------------------------------------
+def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    white = rng.standard_normal(n)
+    if rng.random() < 0.5:
+        return white
+    spectrum = np.fft.rfft(white)
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))  # pink: 1/f power
+    return np.fft.irfft(spectrum, n=n)
+
+
+def augment(y: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """One randomly altered copy of ``y`` (see AUGMENTATION)."""
+    from scipy.signal import butter, fftconvolve, sosfilt
+
+    y = y.astype(np.float64)
+    crop = rng.uniform(1.5, 6.0)
+    if y.size > crop * sr * 1.2:
+        length = int(crop * sr)
+        start = int(rng.integers(0, y.size - length))
+        y = y[start: start + length]
+    if rng.random() < 0.2:
+        rt60 = rng.uniform(0.2, 0.8)
+        t = np.arange(int(rt60 * sr)) / sr
+        ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
+        ir[0] = 1.0 / max(rng.uniform(0.3, 1.0), 1e-3)
+        y = fftconvolve(y, ir)[: y.size]
+    if rng.random() < 0.2:
+        y = sosfilt(butter(4, [300, 3400], btype="band", fs=sr, output="sos"), y)
+    if rng.random() < 0.7:
+        noise = _noise(rng, y.size)
+        snr_db = rng.uniform(10.0, 35.0)
+        power = np.mean(y ** 2)
+        y = y + noise * np.sqrt(power / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    y = y * rng.uniform(0.1, 1.0) / max(np.max(np.abs(y)), 1e-9)
+    return y.astype(np.float32)
+
+
+def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], str]:
+    """``(path, copies, seed)`` → [clean vector, augmented vectors...] (augmented ones that fail are skipped)."""
+    from singtalk import audio, features
+    from singtalk.errors import SingtalkError
+
+    path, copies, seed = task
+    try:
+        y = audio.decode(path)
+        audio.prepare(y)
+        vectors = [features.extract(y, audio.SAMPLE_RATE)]
+    except SingtalkError as err:
+        return [], str(err)
+    rng = np.random.default_rng(seed)
+    for _ in range(copies):
+        try:
+            vectors.append(features.extract(augment(y, rng, audio.SAMPLE_RATE), audio.SAMPLE_RATE))
+        except SingtalkError:
+            pass
+    return vectors, ""
+
+
+# -- training and evaluation ----------------------------------------------------
+def fit(train: pd.DataFrame, names: list[str], train_config):
+    from singtalk.model import train as train_model
+    from singtalk.scaling import MinMaxScaling
+    from singtalk.features import FEATURE_VERSION
+
+    scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
+    result = train_model(scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), list(CLASSES),
+                         train_config, groups=dataset.speaker_groups(train))
+    return result, scaler
+
+
+def evaluate(result, scaler, frame: pd.DataFrame, names: list[str]) -> dict:
+    from singtalk.model import evaluate as evaluate_model
+
+    if frame.empty:
+        return {"n": 0}
+    metrics = evaluate_model(result.model, scaler.transform(frame[names].to_numpy()), frame["label"].to_numpy(),
+                             list(CLASSES), sources=frame["source"].to_numpy())
+    metrics["n"] = int(len(frame))
+    return metrics
+
+
+def short(metrics: dict) -> str:
+    if not metrics.get("n"):
+        return "-"
+    bal = metrics.get("balanced_accuracy")
+    return f"acc {metrics['accuracy']:.3f}  bal {bal:.3f}" if bal is not None else f"acc {metrics['accuracy']:.3f}"
+
+
+def relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from singtalk.features import FEATURE_NAMES, FEATURE_VERSION
+    from singtalk.model import TrainConfig
+    from singtalk.registry import ModelStore, make_metadata
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="data dir with manifest.csv (default: config.data_dir())")
+    parser.add_argument("--models", default=str(Path(__file__).resolve().parent.parent / "models"))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--copies", type=int, default=1, help="augmented copies per training clip")
+    parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    data_dir = Path(args.data) if args.data else config.data_dir()
+    labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
+    test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=args.seed)
+    tasks = [(p, 0 if test else args.copies, args.seed * 100003 + i)
+             for i, (p, test) in enumerate(zip(labelled["path"], test_mask))]
+    print(f"{len(labelled)} clips ({int(test_mask.sum())} test); extracting with {args.jobs} jobs...", flush=True)
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        outputs = list(pool.map(clip_features, tasks, chunksize=8))
+    print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
+
+    names = list(FEATURE_NAMES)
+    rows, failures = [], []
+    for i, (vectors, error) in enumerate(outputs):
+        meta = labelled.iloc[i]
+        if error:
+            failures.append({"path": relative(meta["path"], data_dir), "error": error})
+            continue
+        for copy, vector in enumerate(vectors):
+            rows.append({"path": meta["path"], "label": meta["label"], "speaker": meta["speaker"],
+                         "source": meta["source"], "split": "test" if test_mask[i] else "train",
+                         "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
+    table = pd.DataFrame(rows)
+    table["path"] = [relative(p, data_dir) for p in table["path"]]
+    train_all = table[table["split"] == "train"].reset_index(drop=True)
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
+                               imbalance="class_weight", seed=args.seed)
+
+    result, scaler = fit(train_all, names, train_config)
+    test_metrics = evaluate(result, scaler, test, names)
+    holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
+    metrics = {"test": test_metrics, "test_ravdess": holdout,
+               "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)}
+    print(f"test split: {short(test_metrics)}   RAVDESS part: {short(holdout)}", flush=True)
+
+    loso = {}
+    if not args.no_loso:
+        clean = table[~table["augmented"]]
+        for source in sorted(table["source"].unique()):
+            train_s = table[(table["source"] != source)]
+            train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
+            if train_s["label"].nunique() < 2:
+                continue
+            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config)
+            loso[source] = evaluate(res_s, scaler_s, clean[clean["source"] == source], names)
+            print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
+        metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
+                                                                  "confusion_matrix", "labels") if k in m}
+                                           for s, m in loso.items()}
+
+    clean_train = train_all[~train_all["augmented"]]
+    trained_on = {
+        "data": "../shared/data manifest.csv (singing, talking rows); paths relative to the data dir",
+        "train_rows": int(len(clean_train)), "train_rows_with_augmented": int(len(train_all)),
+        "test_rows": int(len(test)), "train_counts": clean_train["label"].value_counts().to_dict(),
+        "train_sources": clean_train["source"].value_counts().to_dict(),
+        "test_sources": test["source"].value_counts().to_dict(),
+        "split": "dataset.split_by_speaker(test_size=0.2, seed=%d): no speaker/actor in both" % args.seed,
+        "augmentation": f"{args.copies} copy per training clip; {AUGMENTATION}",
+        "failures": failures,
+    }
+    store = ModelStore(args.models)
+    metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=list(CLASSES),
+                             metrics=metrics, trained_on=trained_on, config=train_config.to_dict(),
+                             history=result.history)
+    version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
+
+    tables_dir = Path(args.models) / "tables"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    meta_cols = dataset.META_COLUMNS
+
+    def scaled(frame):  # 5 decimals of a [0, 1] range keep the tables small (the model sees float32 anyway)
+        values = pd.DataFrame(np.round(scaler.transform(frame[names].to_numpy()), 5), columns=names)
+        return pd.concat([frame[meta_cols].reset_index(drop=True), values], axis=1)
+
+    atomic.write_csv(tables_dir / dataset.TRAIN_TABLE, scaled(clean_train))
+    atomic.write_csv(tables_dir / dataset.TEST_TABLE, scaled(test))
+    raw = table[~table["augmented"]][meta_cols + ["split"] + names].astype({n: np.float32 for n in names})
+    atomic.write_csv(tables_dir / dataset.RAW_TABLE, raw)
+    scaler.save(tables_dir / dataset.SCALER_FILE)
+
+    print(f"\nsaved version {version} in {args.models} (+ tables/); {len(names)} features {FEATURE_VERSION}; "
+          f"{time.perf_counter() - started:.0f} s total")
+    print(f"{'evaluation':42s} {'n':>5s}  result")
+    print(f"{'test split (speaker-disjoint)':42s} {test_metrics['n']:5d}  {short(test_metrics)}")
+    for source, m in (test_metrics.get("per_source") or {}).items():
+        print(f"{'  ' + source:42s} {m.get('n', 0):5d}  {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in m.items() if k != 'n'})}")
+    print(f"{'RAVDESS actors never trained on':42s} {holdout['n']:5d}  {short(holdout)}")
+    print(f"{'confusion (rows true ' + '/'.join(CLASSES) + ')':42s}        {test_metrics.get('confusion_matrix')}")
+    for source, m in loso.items():
+        print(f"{'leave-one-source-out: ' + source:42s} {m['n']:5d}  {short(m)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
