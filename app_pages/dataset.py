@@ -143,10 +143,11 @@ if points:
     point = points[0]
     custom = point.get("customdata") or []
     path = custom[0] if custom else None
-    if path and Path(path).is_file():
+    audio_file = dataset.local_audio(path) if path else None
+    if audio_file:
         row = table[table["path"] == path].head(1)
         label = row["label"].iloc[0] if len(row) else "?"
         st.write(f"**{Path(path).name}** — {label}, source {custom[1] if len(custom) > 1 else '?'}")
-        st.audio(path)
+        st.audio(str(audio_file))
     elif path:
         st.info(f"{path} is not on this machine, so it cannot be played.")

@@ -101,6 +101,20 @@ def normalise_labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[META_COLUMNS + [c for c in frame.columns if c not in META_COLUMNS]].reset_index(drop=True)
 
 
+def local_audio(path: str) -> Path | None:
+    """The audio file a table row names, if it is on this machine.
+
+    Shipped tables name clips relative to the corpus (``singing/mir1k/x.flac``), so
+    relative paths are looked up under :func:`singtalk.config.data_dir`.
+    """
+    from .config import data_dir
+
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = data_dir() / candidate
+    return candidate if candidate.is_file() else None
+
+
 def speaker_groups(frame: pd.DataFrame) -> np.ndarray:
     """Group key per row: ``source:speaker`` when the speaker is known, else the file itself."""
     return np.array([f"{src}:{spk}" if spk else f"file:{path}"
