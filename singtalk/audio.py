@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import wave
 from pathlib import Path
 from typing import Union
@@ -66,6 +67,77 @@ def _ffmpeg_message(stderr: str) -> str:
     return lines[-1][-200:] if lines else "no output"
 
 
+DECODE_TIMEOUT_S = float(os.environ.get("SINGTALK_DECODE_TIMEOUT_S", "300"))
+"""Wall-clock limit of one decode; a file that takes longer is refused as unreadable."""
+
+_STDERR_KEEP = 64 * 1024
+_READ_CHUNK = 1 << 20
+
+
+def _run_bounded(cmd: list[str], stdin: bytes | None, *, budget: int, timeout: float):
+    """Run ffmpeg, reading at most ``budget`` bytes of its output.
+
+    Returns ``(pcm bytearray, stderr tail, return code, over_budget, timed_out)``.
+    The process is killed as soon as the budget is exceeded or the timeout
+    passes, so memory never exceeds the budget and nothing outlives the call.
+    """
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err_tail = bytearray()
+    state = {"timed_out": False}
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(stdin)
+        except (BrokenPipeError, OSError):  # ffmpeg stopped reading: it has what it needs or gave up
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    def drain_stderr() -> None:
+        for line in iter(lambda: proc.stderr.read1(65536), b""):
+            err_tail.extend(line)
+            if len(err_tail) > 2 * _STDERR_KEEP:
+                del err_tail[:-_STDERR_KEEP]
+
+    def expire() -> None:
+        state["timed_out"] = True
+        proc.kill()
+
+    threads = [threading.Thread(target=drain_stderr, daemon=True)]
+    if stdin is not None:
+        threads.append(threading.Thread(target=feed, daemon=True))
+    for thread in threads:
+        thread.start()
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    pcm, over = bytearray(), False
+    try:
+        while True:
+            chunk = proc.stdout.read1(_READ_CHUNK)
+            if not chunk:
+                break
+            pcm.extend(chunk)
+            if len(pcm) > budget:
+                over = True
+                proc.kill()
+                break
+    finally:
+        timer.cancel()
+        if proc.poll() is None and (over or state["timed_out"]):
+            proc.kill()
+        proc.stdout.close()
+        returncode = proc.wait()
+        for thread in threads:
+            thread.join(timeout=5)
+        proc.stderr.close()
+    return pcm, err_tail[-_STDERR_KEEP:].decode("utf-8", "replace"), returncode, over, state["timed_out"]
+
+
 def decode(
     source: Source,
     *,
@@ -79,8 +151,10 @@ def decode(
     Returns a 1-D array of shape ``(n_samples,)``. Non-finite samples become 0.
     Raises :class:`UnreadableAudio`, :class:`NoAudioStream`, :class:`TooLong`
     (more than ``max_duration`` seconds, default :data:`MAX_DURATION_S`; the
-    decoder stops reading just past the limit, so an hours-long stream costs
-    no more than the limit) or :class:`TooShort` (less than ``min_duration``).
+    decoder is killed one sample past the limit, so an hours-long stream costs
+    no more time or memory than the limit) or :class:`TooShort` (less than
+    ``min_duration``). A decode running longer than :data:`DECODE_TIMEOUT_S` is
+    killed and reported as :class:`UnreadableAudio`.
     """
     max_duration = MAX_DURATION_S if max_duration is None else float(max_duration)
     label = name or (Path(source).name if not isinstance(source, bytes) else "the upload")
@@ -103,27 +177,27 @@ def decode(
         "-t", f"{max_duration + 0.5:.3f}",
         "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",
     ]
-    try:
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=600)
-    except subprocess.TimeoutExpired as err:
-        raise UnreadableAudio(f"{label}: decoding took too long.") from err
-    stderr = proc.stderr.decode("utf-8", "replace")
-    if proc.returncode != 0:
+    # One sample past the limit is enough to refuse: reading stops there, whatever the stream claims.
+    budget = int(max_duration * sr) * 4
+    pcm, stderr, returncode, over, timed_out = _run_bounded(cmd, stdin, budget=budget, timeout=DECODE_TIMEOUT_S)
+    if timed_out:
+        raise UnreadableAudio(f"{label}: decoding took more than {format_seconds(DECODE_TIMEOUT_S)}; "
+                              "the file is damaged or too complex.")
+    if over:
+        raise TooLong(
+            f"{label} is longer than {format_seconds(max_duration)}; cut it shorter "
+            f"(the limit is set by SINGTALK_MAX_DURATION_S)."
+        )
+    if returncode != 0:
         if "matches no streams" in stderr or "does not contain any stream" in stderr:
             raise NoAudioStream(f"{label} has no audio track.")
         raise UnreadableAudio(f"{label} is not audio ffmpeg can read ({_ffmpeg_message(stderr)}).")
-    y = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)  # one writable copy
-    del proc
+    y = np.frombuffer(pcm, dtype="<f4", count=len(pcm) // 4)  # writable view of the bytearray: no copy
     if y.size == 0:
         raise UnreadableAudio(f"{label} decodes to no samples (corrupt or truncated file).")
     np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(y, -1.0, 1.0, out=y)
     duration = y.size / sr
-    if duration > max_duration:
-        raise TooLong(
-            f"{label} is longer than {format_seconds(max_duration)}; cut it shorter "
-            f"(the limit is set by SINGTALK_MAX_DURATION_S)."
-        )
     if duration < min_duration:
         raise TooShort(f"{label} lasts {format_seconds(duration)}; at least {format_seconds(min_duration)} is needed.")
     return y
@@ -142,11 +216,17 @@ def loud_intervals(y: np.ndarray, *, top_db: float = TRIM_TOP_DB, frame_length: 
 def trim_quiet(y: np.ndarray, *, top_db: float = TRIM_TOP_DB) -> np.ndarray:
     """Remove everything more than ``top_db`` below the peak: leading, trailing and inside.
 
-    Raises :class:`SilentAudio` when the signal is digital silence.
+    Raises :class:`SilentAudio` when the signal is digital silence. Non-finite
+    samples count as 0; the loudness analysis runs on a peak-normalised copy, so
+    any finite amplitude works (no float32 overflow when squaring).
     """
-    if y.size == 0 or float(np.max(np.abs(y))) < SILENCE_PEAK:
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if y.size and not np.isfinite(y).all():
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak < SILENCE_PEAK:
         raise SilentAudio("The audio is silent: nothing to classify.")
-    spans = loud_intervals(y, top_db=top_db)
+    spans = loud_intervals(y / np.float32(peak) if peak > 1.0 else y, top_db=top_db)
     if len(spans) == 0:
         raise SilentAudio("The audio is silent: nothing to classify.")
     return np.concatenate([y[a:b] for a, b in spans]).astype(np.float32, copy=False)

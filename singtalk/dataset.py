@@ -161,6 +161,22 @@ def _safe_features(path: str) -> tuple[np.ndarray | None, str]:
         return None, f"{type(err).__name__}: {err}"
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this worker when its parent is gone (a build killed with SIGKILL).
+
+    Forked workers otherwise wait forever on a task queue whose other end they hold themselves.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | None = None,
                 worker: Callable[[str], tuple[np.ndarray | None, str]] = _safe_features,
                 cluster: str | None = None):
@@ -186,7 +202,7 @@ def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | Non
             if progress:
                 progress(i + 1, total)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             for i, result in enumerate(pool.map(worker, paths, chunksize=max(1, min(16, total // (jobs * 4) or 1)))):
                 results[i] = result
                 if progress:
@@ -237,6 +253,9 @@ def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_siz
     raw = table.copy()
     raw.insert(4, "split", np.where(test_mask, "test", "train"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    # scaler.json marks a complete build: removed first, written last, so a build killed between
+    # two writes leaves tables that load_tables refuses, never a mix of two builds.
+    (out_dir / SCALER_FILE).unlink(missing_ok=True)
     atomic.write_csv(out_dir / RAW_TABLE, raw)
     atomic.write_csv(out_dir / TRAIN_TABLE, scaled[~test_mask])
     atomic.write_csv(out_dir / TEST_TABLE, scaled[test_mask])

@@ -12,6 +12,7 @@ memory stays bounded whatever the duration.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -109,18 +110,31 @@ def _chunk_starts(n: int, chunk: int, overlap: int) -> list[int]:
     return starts
 
 
-def _restore_keras_v2(tf) -> None:
-    """Undo Keras' class swap after Spleeter built its layers inside a TF1 graph.
+@contextlib.contextmanager
+def _keras_classes_kept():
+    """Undo the class surgery Keras does when Spleeter builds its layers in a TF1 graph.
 
-    Keras picks a layer's base classes (v1 or v2) when a layer is created and
-    rewrites ``__bases__`` of the shared classes to match; layers created in
-    Spleeter's ``tf.Graph`` switch Dense, Dropout, Model... to their v1 bases,
-    which breaks every eager Keras model already loaded in the process ("Your
-    Layer or Model is in an invalid state"). Creating one layer and one model
-    eagerly switches them back.
+    Keras picks a layer's base class (v1 or v2) when the layer is created and does so by
+    rewriting ``__bases__`` of the shared classes (``Conv``, ``ReLU``, ``BatchNormalization``...).
+    Built in a graph, Spleeter's layers turn those classes into v1 ones, and every Keras model
+    built and called before (the classifier) then fails with "Your Layer or Model is in an
+    invalid state". Spleeter's graph never calls its layers again, so restoring is safe.
     """
-    inputs = tf.keras.Input(shape=(1,))
-    tf.keras.Model(inputs, tf.keras.layers.Dropout(0.0)(tf.keras.layers.Dense(1)(inputs)))
+    from keras.engine import base_layer, base_layer_v1, training, training_v1
+
+    classes, todo = set(), [base_layer.Layer, base_layer_v1.Layer, training.Model, training_v1.Model]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in classes:
+                classes.add(sub)
+                todo.append(sub)
+    saved = {cls: cls.__bases__ for cls in classes}
+    try:
+        yield
+    finally:
+        for cls, bases in saved.items():
+            if cls.__bases__ != bases:
+                cls.__bases__ = bases
 
 
 class VocalSeparator:
@@ -144,10 +158,10 @@ class VocalSeparator:
         level = tf_logger.level
         tf_logger.setLevel(logging.ERROR)  # Spleeter's graph triggers TF1 deprecation notices
         try:
-            self._build(tf, EstimatorSpecBuilder, params, checkpoint)
+            with _keras_classes_kept():
+                self._build(tf, EstimatorSpecBuilder, params, checkpoint)
         finally:
             tf_logger.setLevel(level)
-            _restore_keras_v2(tf)
         self._graph.finalize()
         self._run(np.zeros((SPLEETER_RATE, 2), dtype=np.float32))  # warm-up: graph optimisation happens here
 
