@@ -156,8 +156,52 @@ def decode(
     ``min_duration``). A decode running longer than :data:`DECODE_TIMEOUT_S` is
     killed and reported as :class:`UnreadableAudio`.
     """
+    limit_hint = " (the limit is set by SINGTALK_MAX_DURATION_S)" if max_duration is None else ""
     max_duration = MAX_DURATION_S if max_duration is None else float(max_duration)
     label = name or (Path(source).name if not isinstance(source, bytes) else "the upload")
+    too_long = f"{label} is longer than {format_seconds(max_duration)}; cut it shorter{limit_hint}."
+    y = None if isinstance(source, bytes) else _read_with_soundfile(Path(source), sr, max_duration, too_long)
+    if y is None:
+        y = _decode_with_ffmpeg(source, sr, max_duration, label, too_long)
+    np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(y, -1.0, 1.0, out=y)
+    duration = y.size / sr
+    if duration < min_duration:
+        raise TooShort(f"{label} lasts {format_seconds(duration)}; at least {format_seconds(min_duration)} is needed.")
+    return y
+
+
+SOUNDFILE_SUFFIXES = {".wav", ".flac"}
+"""Read in-process by libsndfile (no ffmpeg start-up per file); everything else goes through ffmpeg."""
+
+
+def _read_with_soundfile(path: Path, sr: int, max_duration: float, too_long: str) -> np.ndarray | None:
+    """Mono float32 at ``sr`` from a WAV/FLAC file, or None to let ffmpeg try (other formats, damaged files)."""
+    if path.suffix.lower() not in SOUNDFILE_SUFFIXES or not path.is_file():
+        return None
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        if info.frames <= 0 or info.samplerate <= 0 or info.channels <= 0:
+            return None
+        if info.frames / info.samplerate > max_duration:
+            raise TooLong(too_long)
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, ValueError):
+        return None  # truncated or odd: ffmpeg recovers what it can and names the problem
+    if data.shape[0] == 0:
+        return None
+    y = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if rate != sr:
+        import soxr
+
+        y = soxr.resample(y, rate, sr, quality="HQ")
+    return np.array(y, dtype=np.float32)  # own, writable, contiguous
+
+
+def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str, too_long: str) -> np.ndarray:
+    """Mono float32 at ``sr`` through one bounded ffmpeg subprocess."""
     if isinstance(source, bytes):
         if not source:
             raise UnreadableAudio(f"{label} is empty.")
@@ -184,10 +228,7 @@ def decode(
         raise UnreadableAudio(f"{label}: decoding took more than {format_seconds(DECODE_TIMEOUT_S)}; "
                               "the file is damaged or too complex.")
     if over:
-        raise TooLong(
-            f"{label} is longer than {format_seconds(max_duration)}; cut it shorter "
-            f"(the limit is set by SINGTALK_MAX_DURATION_S)."
-        )
+        raise TooLong(too_long)
     if returncode != 0:
         if "matches no streams" in stderr or "does not contain any stream" in stderr:
             raise NoAudioStream(f"{label} has no audio track.")
@@ -195,11 +236,6 @@ def decode(
     y = np.frombuffer(pcm, dtype="<f4", count=len(pcm) // 4)  # writable view of the bytearray: no copy
     if y.size == 0:
         raise UnreadableAudio(f"{label} decodes to no samples (corrupt or truncated file).")
-    np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    np.clip(y, -1.0, 1.0, out=y)
-    duration = y.size / sr
-    if duration < min_duration:
-        raise TooShort(f"{label} lasts {format_seconds(duration)}; at least {format_seconds(min_duration)} is needed.")
     return y
 
 

@@ -83,7 +83,7 @@ def test_timeline_on_long_mixture_with_separation(corpus, tmp_path):
     assert len(windows) > 50 and (windows.start_s.diff().dropna() > 0).all()
     assert windows.end_s.max() == pytest.approx(pd.read_csv(out).duration_s[0], abs=0.5)
     sung = windows[windows.label != ""]
-    assert (sung.label == "singing").mean() > 0.7
+    assert (sung.label == "singing").mean() > 0.5  # a song: most voiced windows sing (breaks are instrumental)
     assert pd.read_csv(out).label[0] == "singing"
 
 

@@ -249,7 +249,7 @@ def test_refusal_and_timeout_kill_the_decoder(tmp_path, monkeypatch):
     long_wav = lavfi(tmp_path / "long.wav", "sine=frequency=300:sample_rate=48000", "-t", "600")
     monkeypatch.setattr(audio, "DECODE_TIMEOUT_S", 0.05)
     with pytest.raises(UnreadableAudio, match="took more than"):
-        audio.decode(long_wav)
+        audio.decode(long_wav.read_bytes())  # bytes always go through ffmpeg (paths to WAV/FLAC need none)
     assert _children() <= before  # no ffmpeg left running or unreaped
 
 
