@@ -45,7 +45,7 @@ def cmd_retrain(args) -> int:
     report = retrain(_store(args), args.wrong, tables_dir=args.tables, config=config, imbalance=args.imbalance,
                      replay_ratio=args.replay_ratio, tolerance=args.tolerance, force=args.force,
                      test_fraction=args.test_fraction, seed=args.seed, trainable_layers=args.trainable_layers,
-                     progress=_print_event, jobs=args.jobs)
+                     add_layers=args.add_layers, progress=_print_event, jobs=args.jobs)
     print(report.summary())
     print(f"log: {report.log_path}")
     return 0
@@ -76,6 +76,9 @@ def register(sub) -> None:
     p.add_argument("--patience", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--trainable-layers", type=int, help="fine-tune only the last N Dense layers (default: all)")
+    p.add_argument("--add-layers", type=int, default=0,
+                   help="the seed's recipe: freeze the network and insert N new Dense layers before the output "
+                        "(identity-initialised, so training starts from the current model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel feature processes")
     model_options(p)

@@ -12,7 +12,7 @@ One run (:func:`retrain`), under the model store's lock:
    are scaled with the current scaler, then split into a train and a test part
    (stratified when every class has ≥ 2 rows, else all train);
 4. fine-tuning: a copy of the current network (same architecture and weights,
-   no new layers) trains its last ``trainable_layers`` Dense layers (default:
+   no new layers unless ``add_layers``) trains its last ``trainable_layers`` Dense layers (default:
    all; earlier ones frozen) on the training mistakes plus a stratified replay
    sample of the original training table (``replay_ratio`` rows per mistake),
    class weights or SMOTE on those training rows only, early stopping (on the
@@ -167,8 +167,13 @@ def replay_sample(train: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
     return part.sort_index()
 
 
-def fine_tune_copy(model, *, trainable_layers: int | None, config):
-    """A compiled copy of ``model`` (same weights) whose last ``trainable_layers`` Dense layers train (None: all)."""
+def fine_tune_copy(model, *, trainable_layers: int | None, config, add_layers: int = 0):
+    """A compiled copy of ``model`` (same weights) whose last ``trainable_layers`` Dense layers train (None: all).
+
+    ``add_layers`` > 0 is the seed's recipe: the earlier layers are frozen and new Dense layers are inserted
+    before the output layer. They start as the identity (their input is a ReLU output, so ReLU(I·x) = x), so
+    the copy predicts exactly like ``model`` until fine-tuning moves them; the new layers and the output train.
+    """
     from .model import _make_optimizer, _tf
 
     tf = _tf()
@@ -177,14 +182,29 @@ def fine_tune_copy(model, *, trainable_layers: int | None, config):
     dense = [layer for layer in copy.layers if isinstance(layer, tf.keras.layers.Dense)]
     if not dense:
         raise ModelError("The current model has no Dense layer to fine-tune.")
-    keep = len(dense) if trainable_layers is None else max(1, min(int(trainable_layers), len(dense)))
-    for layer in copy.layers:
-        layer.trainable = False
-    for layer in dense[-keep:]:
+    if add_layers > 0:
+        output = dense[-1]
+        hidden = output.input
+        width = int(hidden.shape[-1])
+        added = [tf.keras.layers.Dense(width, activation="relu", kernel_initializer="identity",
+                                       bias_initializer="zeros", name=f"finetune_{i + 1}")
+                 for i in range(int(add_layers))]
+        for layer in added:
+            hidden = layer(hidden)
+        copy = tf.keras.Model(copy.inputs, output(hidden), name=model.name)
+        for layer in copy.layers:
+            layer.trainable = False
+        trainable = added + [output]
+    else:
+        keep = len(dense) if trainable_layers is None else max(1, min(int(trainable_layers), len(dense)))
+        for layer in copy.layers:
+            layer.trainable = False
+        trainable = dense[-keep:]
+    for layer in trainable:
         layer.trainable = True
     copy.compile(optimizer=_make_optimizer(config.optimizer, config.learning_rate),
                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return copy, [layer.name for layer in dense[-keep:]]
+    return copy, [layer.name for layer in trainable]
 
 
 def _same_scaler(a, b) -> bool:
@@ -215,7 +235,8 @@ def _fmt_acc(value) -> str:
 # ---------------------------------------------------------------------------
 def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str | None = None,
             replay_ratio: float = 3.0, tolerance: float = 0.01, force: bool = False, test_fraction: float = 0.3,
-            seed: int = 0, trainable_layers: int | None = None, progress: ProgressCallback | None = None,
+            seed: int = 0, trainable_layers: int | None = None, add_layers: int = 0,
+            progress: ProgressCallback | None = None,
             stop_event: threading.Event | None = None, jobs: int = 1, cache: bool = True) -> RetrainReport:
     """Fine-tune the current model of ``store`` on the mistakes in ``wrong_path`` (see the module docstring).
 
@@ -242,6 +263,7 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
             report = _retrain_locked(store, Path(wrong_path), tables_dir=tables_dir, config=config,
                                      replay_ratio=replay_ratio, tolerance=tolerance, force=force,
                                      test_fraction=test_fraction, seed=seed, trainable_layers=trainable_layers,
+                                     add_layers=add_layers,
                                      progress=progress, stop_event=stop_event, jobs=jobs, cache=cache,
                                      stage=stage, log=log, run_dir=run_dir)
         except BaseException as err:
@@ -267,7 +289,7 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
 
 
 def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio, tolerance, force, test_fraction,
-                    seed, trainable_layers, progress, stop_event, jobs, cache, stage, log, run_dir) -> RetrainReport:
+                    seed, trainable_layers, add_layers, progress, stop_event, jobs, cache, stage, log, run_dir) -> RetrainReport:
     from .model import _keras_callbacks, _seed_everything, as_matrix, class_counts, class_weights, encode_labels
     from .model import oversample_smote, save_history_plot, validation_split
     from .registry import make_metadata
@@ -357,7 +379,8 @@ def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio
         weights = class_weights(y_fit, len(class_names))
     has_val = len(val_rows) > 0
     _seed_everything(seed)
-    tuned, trainable = fine_tune_copy(loaded.model, trainable_layers=trainable_layers, config=config)
+    tuned, trainable = fine_tune_copy(loaded.model, trainable_layers=trainable_layers, config=config,
+                                      add_layers=add_layers)
     stage("train", f"training started: fine-tuning layers {trainable} (others frozen) on {len(X_fit)} rows "
                    f"{class_counts(y_fit, class_names)} ({config.imbalance}), validation {len(val_rows)} rows, "
                    f"up to {config.epochs} epochs, patience {config.patience}")

@@ -266,3 +266,24 @@ def test_sigkill_during_retrain_leaves_a_loadable_store_and_an_intact_wrong_list
     assert ws.wrong.read_bytes() == wrong_bytes and len(review.read_wrong(ws.wrong)) == n_rows
     with store.lock("after the kill"):  # the dead job's lock does not block the next one
         pass
+
+
+def test_seed_recipe_adds_identity_layers_and_freezes_the_rest(workspace):
+    """--add-layers: new Dense layers before the output start as the identity; earlier layers stay frozen."""
+    from singtalk.model import TrainConfig
+    from singtalk.retrain import fine_tune_copy
+
+    ws = workspace
+    loaded = ws.store.load()
+    X = np.random.default_rng(0).random((32, len(loaded.feature_names)), dtype=np.float32)
+    copy, trainable = fine_tune_copy(loaded.model, trainable_layers=None, config=TrainConfig(), add_layers=2)
+    assert np.allclose(np.asarray(copy(X, training=False)), np.asarray(loaded.model(X, training=False)), atol=1e-6)
+    assert trainable[:2] == ["finetune_1", "finetune_2"] and len(trainable) == 3
+    frozen = [layer.name for layer in copy.layers if layer.weights and not layer.trainable]
+    assert frozen and not set(frozen) & set(trainable)
+
+    review.check(loaded, ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    report = retrain(ws.store, ws.wrong, add_layers=1, force=True)
+    tuned = ws.store.load(report.new_version)
+    assert len(tuned.model.layers) == len(loaded.model.layers) + 1
+    assert "finetune_1" in [layer.name for layer in tuned.model.layers]
