@@ -204,7 +204,7 @@ def test_live_meter_shows_a_label(page, artifacts_dir):
                                          ("Review", "Model versions")])
 def test_every_page_opens_without_exception(page, server, artifacts_dir, name, expect):
     page.goto(f"{server}/{name.lower()}")  # a deep link must go through the router too
-    page.get_by_text("Serving model").wait_for(timeout=30000)
+    page.get_by_text("Serving model:").wait_for(timeout=30000)
     try:
         page.get_by_text(expect).first.wait_for(timeout=30000)
     except Exception:
