@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +31,8 @@ TIMELINE_MIN_S = 8.0
 
 WRONG_CSV = "wrong_audios.csv"
 REPORTS_DIR = "reports"
+MAX_REPORTS_ENV = "SINGTALK_MAX_REPORTS_MB"
+DEFAULT_MAX_REPORTS_MB = 500.0
 
 STAGE_TEXT = {
     "download": "Downloading the audio…",
@@ -121,20 +125,30 @@ def show(result: Classified, *, key: str) -> None:
 
 
 def _timeline(p: Prediction, *, key: str) -> None:
-    import plotly.graph_objects as go
+    """Per-window probability as a Vega-Lite line (hover: the window's span and value).
 
+    Vega-Lite, not Plotly: the browser's first Plotly chart compiles ~4.8 MB of plotly.js, which
+    held its main thread for 1-2 s after the first result (a second upload then waited for it);
+    the other pages' Plotly charts are unaffected.
+    """
     t = p.timeline
     column = "p_singing" if "p_singing" in t.columns else [c for c in t.columns if c.startswith("p_")][-1]
-    middle = (t["start_s"] + t["end_s"]) / 2
-    fig = go.Figure(go.Scatter(
-        x=middle, y=t[column], mode="lines+markers", name=column, connectgaps=False,
-        customdata=np.stack([t["start_s"], t["end_s"]], axis=1),
-        hovertemplate="%{customdata[0]:.1f}–%{customdata[1]:.1f} s<br>" + column + " %{y:.2f}<extra></extra>",
-    ))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="grey")
-    fig.update_layout(height=260, margin={"l": 40, "r": 10, "t": 30, "b": 40}, yaxis_range=[0, 1],
-                      xaxis_title="time (s)", yaxis_title=column, title="Per-window probability of singing")
-    st.plotly_chart(fig, key=f"{key}-timeline")
+    data = t.assign(middle_s=(t["start_s"] + t["end_s"]) / 2)[["start_s", "end_s", "middle_s", column]]
+    spec = {
+        "title": "Per-window probability of singing" if column == "p_singing" else f"Per-window {column}",
+        "height": 220,
+        "layer": [
+            {"mark": {"type": "line", "point": True},
+             "encoding": {"x": {"field": "middle_s", "type": "quantitative", "title": "time (s)"},
+                          "y": {"field": column, "type": "quantitative", "title": column,
+                                "scale": {"domain": [0, 1]}},
+                          "tooltip": [{"field": "start_s", "title": "from (s)", "format": ".1f"},
+                                      {"field": "end_s", "title": "to (s)", "format": ".1f"},
+                                      {"field": column, "format": ".2f"}]}},
+            {"mark": {"type": "rule", "strokeDash": [2, 3], "color": "grey"}, "encoding": {"y": {"datum": 0.5}}},
+        ],
+    }
+    st.vega_lite_chart(data, spec, key=f"{key}-timeline", width="stretch")
     left, right, _ = st.columns([1, 1, 3])
     left.download_button("Timeline CSV", t.to_csv(index=False), file_name="singtalk-timeline.csv",
                          mime="text/csv", key=f"{key}-csv")
@@ -165,11 +179,57 @@ def _report_form(result: Classified, *, key: str) -> None:
             st.success(f"Saved as {path.name}; it is now in the review list (Review page).")
 
 
+class ReportsFull(SingtalkError):
+    """The reports folder would grow past ``SINGTALK_MAX_REPORTS_MB``; nothing was written."""
+
+
+def max_reports_bytes() -> int:
+    """The bound on ``work_dir()/reports/``: ``$SINGTALK_MAX_REPORTS_MB`` (default 500) MB."""
+    try:
+        megabytes = float(os.environ.get(MAX_REPORTS_ENV, DEFAULT_MAX_REPORTS_MB))
+    except ValueError:
+        megabytes = DEFAULT_MAX_REPORTS_MB
+    return int(max(megabytes, 0.0) * 1024 * 1024)
+
+
+def reports_bytes(folder) -> int:
+    """Total size of the files in ``folder`` (0 when it does not exist)."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    total = 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:  # removed meanwhile
+            pass
+    return total
+
+
+_reports_lock = threading.Lock()  # check-then-write, one session at a time
+
+
 def save_report(result: Classified, *, label: str):
-    """Write the clip the model saw to ``work_dir()/reports/<uuid>.wav`` and list it in wrong_audios.csv."""
+    """Write the clip the model saw to ``work_dir()/reports/<uuid>.wav`` and list it in wrong_audios.csv.
+
+    The file name is a fresh uuid, never the upload's name. :class:`ReportsFull` when the folder
+    would pass :func:`max_reports_bytes`: the clip is refused; nothing already reported is removed.
+    """
     from singtalk import review
 
-    clip = audio.write_wav(work_dir() / REPORTS_DIR / f"{uuid.uuid4().hex}.wav", result.samples)
+    folder = work_dir() / REPORTS_DIR
+    size = 44 + 2 * int(result.samples.size)  # 16-bit mono WAV (audio.write_wav)
+    with _reports_lock:
+        used, bound = reports_bytes(folder), max_reports_bytes()
+        if used + size > bound:
+            raise ReportsFull(
+                f"The review folder is full: {used / 2**20:.1f} MB of reported clips are kept and this one "
+                f"({size / 2**20:.1f} MB) would pass the limit of {bound / 2**20:.0f} MB. Nothing was saved. "
+                f"Ask whoever runs this app to review the list (Review page) and clear {folder}, or to raise "
+                f"{MAX_REPORTS_ENV}.")
+        clip = audio.write_wav(folder / f"{uuid.uuid4().hex}.wav", result.samples)
     p = result.prediction
     review.add_report(wrong_csv_path(), clip, label=label, predicted=p.label, p_singing=p.p_singing,
                       confidence=p.confidence, model_version=result.model_version, origin="app")

@@ -53,7 +53,8 @@ def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads
     assert metric(at, "Prediction") == "Singing"
     assert metric(at, "Confidence").endswith("%")
     assert len(at.get("download_button")) == 2, "a >8 s clip gets CSV and JSON timeline downloads"
-    assert len(at.get("plotly_chart")) == 1
+    charts = at.get("arrow_vega_lite_chart")
+    assert len(charts) == 1 and "Per-window probability of singing" in charts[0].proto.spec
 
     at.radio(key="upload-right").set_value("Talking")
     at.button(key="upload-send").click().run()
@@ -185,3 +186,187 @@ def test_review_relabel_writes_the_csv(app_env, test_store, uploads, tmp_path):
     assert (row["label"], row["status"], row["reviewer"]) == ("talking", "relabelled", "ana")
     # the default filter shows open rows only: the relabelled one left the list
     assert at.get("audio") == [] or len(at.dataframe[0].value) == 0
+
+
+# --------------------------------------------------------------------------- uploads: names, the reports bound
+def test_upload_names_never_become_paths(app_env, test_store, uploads, tmp_path):
+    """A name that is an existing file's path, or climbs out of the work folder, is only a label."""
+    at = fresh_app()
+    talking = test_store.talking_clip.read_bytes()
+    decoy = str(test_store.singing_clip)  # a real singing file: reading the name would say "Singing"
+    uploads.put(at, "file_uploader", "Audio or video file", talking, name=decoy, mime="audio/flac")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "Talking"
+
+    climbing = "../../../escaped.wav"
+    uploads.put(at, "file_uploader", "Audio or video file", talking, name=climbing, mime="audio/wav")
+    at.run()
+    assert metric(at, "Prediction") == "Talking"
+    assert any(climbing in c.value for c in at.caption), "the name is shown as given, as text"
+    at.button(key="upload-send").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    work = Path(app_env["SINGTALK_WORK"]).resolve()
+    saved = Path(review.read_wrong(work / "wrong_audios.csv").iloc[0]["path"])
+    assert saved.parent == work / "reports" and len(saved.stem) == 32
+    assert not list(tmp_path.parent.rglob("escaped.wav")) and not (work / climbing).resolve().exists()
+
+
+def test_reports_folder_is_bounded_and_nothing_is_deleted(app_env, test_store, uploads, monkeypatch):
+    work = Path(app_env["SINGTALK_WORK"])
+    earlier = write_wav(work / "reports" / "earlier.wav", np.zeros(16000 * 15, dtype=np.float32))  # 0.46 MB
+    before = earlier.read_bytes()
+    monkeypatch.setenv("SINGTALK_MAX_REPORTS_MB", "0.5")
+    at = fresh_app()
+    clip = test_store.talking_clip
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
+    at.run()
+    assert metric(at, "Prediction") == "Talking"
+    at.button(key="upload-send").click().run()
+    assert not at.exception
+    assert at.error and "review folder is full" in at.error[0].value and "SINGTALK_MAX_REPORTS_MB" in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    assert sorted(p.name for p in (work / "reports").iterdir()) == ["earlier.wav"], "refused: nothing written"
+    assert earlier.read_bytes() == before, "reviewed material is never removed to make room"
+    assert not (work / "wrong_audios.csv").exists() or review.read_wrong(work / "wrong_audios.csv").empty
+
+    monkeypatch.setenv("SINGTALK_MAX_REPORTS_MB", "50")
+    at.button(key="upload-send").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(review.read_wrong(work / "wrong_audios.csv")) == 1
+    assert len(list((work / "reports").glob("*.wav"))) == 2
+
+
+# --------------------------------------------------------------------------- the Link tab
+@pytest.fixture()
+def media_server(test_store, tmp_path):
+    """A loopback ``http.server`` serving an ffmpeg-made AAC mp4 of the singing clip."""
+    import functools
+    import http.server
+    import subprocess
+    import threading
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(test_store.singing_clip),
+                    "-c:a", "aac", "-b:a", "96k", str(folder / "song.mp4")], check=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/song.mp4"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def submit_link(at: AppTest, url: str, *, separate: bool = False) -> AppTest:
+    at.text_input(key="link-url").set_value(url)
+    at.checkbox(key="link-separate").set_value(separate)
+    return next(b for b in at.button if b.label == "Classify link").click().run()
+
+
+def test_link_from_a_loopback_server_reaches_a_prediction(app_env, test_store, uploads, media_server, monkeypatch):
+    monkeypatch.setenv("SINGTALK_ALLOW_PRIVATE_URLS", "1")
+    at = submit_link(fresh_app(), media_server)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "Singing"
+    assert any(media_server in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("url,words", [("LOOPBACK", "private"), ("file:///etc/passwd", "file")])
+def test_refused_link_shows_an_error_without_traceback(app_env, test_store, uploads, media_server, monkeypatch,
+                                                       url, words):
+    monkeypatch.delenv("SINGTALK_ALLOW_PRIVATE_URLS", raising=False)
+    at = submit_link(fresh_app(), media_server if url == "LOOPBACK" else url)
+    assert not at.exception
+    assert at.error, "a refused link must say why"
+    message = at.error[0].value
+    assert words in message.lower() and "Traceback" not in message, message
+    assert not any(m.label == "Prediction" for m in at.metric)
+    at.run()  # the refusal is not retried on the next run
+    assert not at.exception and not any(m.label == "Prediction" for m in at.metric)
+
+
+# --------------------------------------------------------------------------- Spleeter on a real mixture
+@pytest.fixture(scope="module")
+def spleeter_weights():
+    from singtalk import separation
+    from tests.test_separation import run_fetch
+
+    proc = run_fetch()
+    assert proc.returncode == 0, proc.stderr
+    ok, message = separation.weights_status()
+    assert ok, message
+
+
+def test_upload_with_vocal_extraction_on_a_real_mixture(app_env, test_store, uploads, spleeter_weights):
+    corpus = Path(test_store.singing_clip).parents[2]
+    mixture = sorted((corpus / "mixture" / "mir1k").glob("*_mix.flac"))[0]
+    at = fresh_app()
+    at.checkbox(key="upload-separate").check()
+    uploads.put(at, "file_uploader", "Audio or video file", mixture.read_bytes(), name=mixture.name,
+                mime="audio/flac")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") in ("Singing", "Talking")
+    assert any("vocals extracted with Spleeter" in c.value for c in at.caption)
+    result = at.session_state["result:upload"]
+    plain = decode(mixture)
+    assert result.separated and abs(result.samples.size - plain.size) < 1600
+    n = min(result.samples.size, plain.size)
+    residual = np.sqrt(np.mean((result.samples[:n] - plain[:n]) ** 2)) / np.sqrt(np.mean(plain[:n] ** 2))
+    assert residual > 0.2, f"the model heard the extracted vocals, not the mixture ({residual:.2f})"
+
+
+# --------------------------------------------------------------------------- Review: check, then retrain
+def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store, uploads, tmp_path, monkeypatch):
+    import pandas as pd
+
+    root = copy_store(test_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    train = pd.read_csv(test_store.tables / "train_features_scaled.csv")
+    picked = pd.concat([g.head(4) for _, g in train.groupby("label")])
+    flipped = {"singing": "talking", "talking": "singing"}
+    labelled = pd.DataFrame({"path": picked["path"],
+                             "label": [flipped[x] if i % 2 == 0 else x for i, x in enumerate(picked["label"])]})
+    csv = tmp_path / "labelled.csv"
+    labelled.to_csv(csv, index=False)
+    mislabelled = set(labelled["path"][labelled["label"] != picked["label"].to_numpy()])
+
+    at = fresh_app()
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception and not at.error
+    at.text_input(key="check-csv").set_value(str(csv))
+    next(b for b in at.button if b.label == "Run check").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_for_job()
+    assert (job.kind, job.state) == ("check", "done"), job.error
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    listed = at.dataframe[0].value
+    assert len(listed) >= 1 and set(listed["path"]) <= set(labelled["path"])
+    assert len(mislabelled & set(listed["path"])) >= len(mislabelled) // 2, "the flipped labels are found"
+    wrong = review.read_wrong(Path(app_env["SINGTALK_WORK"]) / "wrong_audios.csv")
+    assert set(wrong["path"]) == set(listed["path"]) and set(wrong["origin"]) == {"check"}
+    assert (wrong["status"] == "open").all()
+
+    next(b for b in at.button if b.label == "Retrain").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_for_job(300)
+    assert (job.kind, job.state) == ("retrain", "done"), job.error
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    outcome = [m.value for m in list(at.success) + list(at.warning) if "romoted" in m.value]
+    assert outcome, [m.value for m in list(at.success) + list(at.warning)]
+    report = job.snapshot()["result"]
+    assert report.n_mistakes == len(wrong) and report.n_replay > 0
+    assert outcome[0].startswith(f"Promoted {report.new_version}" if report.promoted else "Not promoted")
+    metrics = next(d.value for d in at.dataframe if "evaluated on" in d.value.columns)
+    assert list(metrics["evaluated on"]) == ["original test", "mistakes test"]
+    assert metrics["accuracy after"].notna().all()
+    from singtalk.registry import ModelStore
+
+    store = ModelStore(root)
+    assert report.new_version in [v.version for v in store.list_versions()]
+    assert store.current_version() == (report.new_version if report.promoted else report.backup_version)

@@ -7,6 +7,7 @@ to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,17 +55,18 @@ def browser(fake_mic):
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def server(browser, test_store, tmp_path_factory):
-    """``streamlit run`` on a free port; records the time to a usable Classify page."""
+@contextlib.contextmanager
+def streamlit_server(env: dict, log_path: Path, *extra: str):
+    """``streamlit run`` of the app on a free loopback port (``extra``: more CLI options); yields its URL.
+
+    On exit the server is stopped, its log copied to ``test-artifacts/<log name>`` and checked for
+    an exception raised by a page.
+    """
     port = free_port()
-    env = dict(os.environ, SINGTALK_MODELS=str(test_store.root),
-               SINGTALK_WORK=str(tmp_path_factory.mktemp("work")), SINGTALK_ICE_SERVERS="[]")
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
-    started = time.perf_counter()
+    log = open(log_path, "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true"],
+         "--server.port", str(port), "--server.headless", "true", *extra],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,13 +79,6 @@ def server(browser, test_store, tmp_path_factory):
             if proc.poll() is not None:
                 log.seek(0)
                 pytest.fail(f"streamlit exited: {log.read()[-2000:]}")
-        TIMINGS["server_healthy_s"] = time.perf_counter() - started
-        page = browser.new_page()
-        page.goto(url)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=30000)
-        page.get_by_role("tab", name="Record").wait_for(timeout=30000)
-        TIMINGS["start_to_usable_classify_s"] = time.perf_counter() - started
-        page.close()
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -94,8 +89,28 @@ def server(browser, test_store, tmp_path_factory):
         log.seek(0)
         text = log.read()
         log.close()
-        (REPO / "test-artifacts" / "streamlit.log").write_text(text)
+        (REPO / "test-artifacts" / log_path.name).write_text(text)
         assert "Uncaught app execution" not in text, text[-3000:]  # an exception in a page
+
+
+def app_env_for(test_store, work: Path) -> dict:
+    return dict(os.environ, SINGTALK_MODELS=str(test_store.root), SINGTALK_WORK=str(work), SINGTALK_ICE_SERVERS="[]")
+
+
+@pytest.fixture(scope="module")
+def server(browser, test_store, tmp_path_factory):
+    """The app server of this module; records the time to a usable Classify page."""
+    started = time.perf_counter()
+    env = app_env_for(test_store, tmp_path_factory.mktemp("work"))
+    with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
+        TIMINGS["server_healthy_s"] = time.perf_counter() - started
+        page = browser.new_page()
+        page.goto(url)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=30000)
+        page.get_by_role("tab", name="Record").wait_for(timeout=30000)
+        TIMINGS["start_to_usable_classify_s"] = time.perf_counter() - started
+        page.close()
+        yield url
 
 
 @pytest.fixture()
@@ -221,3 +236,30 @@ def test_report_timings(server, artifacts_dir):
     print("\n" + json.dumps(TIMINGS, indent=1))
     assert TIMINGS["start_to_usable_classify_s"] < 15
     assert TIMINGS.get("warm_10s_upload_browser_s", 0) < 5
+
+
+def test_oversize_upload_is_refused_in_the_browser_with_a_readable_message(browser, test_store, tmp_path):
+    """``server.maxUploadSize`` (200 MB in .streamlit/config.toml; 1 MB here): the browser refuses the file
+    before sending it and says so under its name; the page never receives it and keeps working."""
+    big = tmp_path / "long_take.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=220:duration=66", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(big)],
+                   check=True)
+    assert big.stat().st_size > 2_000_000
+    env = app_env_for(test_store, tmp_path / "work")
+    with streamlit_server(env, tmp_path / "streamlit_small_uploads.log", "--server.maxUploadSize", "1") as url:
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        page = context.new_page()
+        page.goto(url)
+        ready(page)
+        page.get_by_text("Limit 1MB per file").wait_for(timeout=10000)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+        uploader = page.locator('[data-testid="stFileUploader"]')
+        uploader.get_by_text("File must be 1.0MB or smaller.").wait_for(timeout=10000)
+        assert "long_take.wav" in uploader.inner_text()
+        page.wait_for_timeout(1500)
+        assert page.locator('[data-testid="stMetricValue"]').count() == 0, "the file never reached the app"
+        no_exception(page)
+        upload(page, Path(test_store.talking_clip))  # a file under the limit still works
+        assert prediction(page) == "Talking"
+        context.close()
