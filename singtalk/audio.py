@@ -160,7 +160,7 @@ def decode(
     max_duration = MAX_DURATION_S if max_duration is None else float(max_duration)
     label = name or (Path(source).name if not isinstance(source, bytes) else "the upload")
     too_long = f"{label} is longer than {format_seconds(max_duration)}; cut it shorter{limit_hint}."
-    y = None if isinstance(source, bytes) else _read_with_soundfile(Path(source), sr, max_duration, too_long)
+    y = _read_with_soundfile(source, sr, max_duration, too_long)
     if y is None:
         y = _decode_with_ffmpeg(source, sr, max_duration, label, too_long)
     np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
@@ -174,20 +174,35 @@ def decode(
 SOUNDFILE_SUFFIXES = {".wav", ".flac"}
 """Read in-process by libsndfile (no ffmpeg start-up per file); everything else goes through ffmpeg."""
 
+SOUNDFILE_MAX_SAMPLES = 30_000_000
+"""Above this many samples (all channels; 120 MB as float32) ffmpeg's streaming downmix uses less memory."""
 
-def _read_with_soundfile(path: Path, sr: int, max_duration: float, too_long: str) -> np.ndarray | None:
-    """Mono float32 at ``sr`` from a WAV/FLAC file, or None to let ffmpeg try (other formats, damaged files)."""
-    if path.suffix.lower() not in SOUNDFILE_SUFFIXES or not path.is_file():
-        return None
+
+def _read_with_soundfile(source: Source, sr: int, max_duration: float, too_long: str) -> np.ndarray | None:
+    """Mono float32 at ``sr`` from WAV/FLAC (a path, or bytes with a RIFF/fLaC header), or None to let ffmpeg
+    try (other formats, damaged files)."""
+    import io
+
     import soundfile as sf
 
+    if isinstance(source, bytes):
+        if not source.startswith((b"RIFF", b"fLaC")):
+            return None
+        opened = lambda: io.BytesIO(source)  # noqa: E731 - libsndfile reads a fresh stream each time
+    else:
+        path = Path(source)
+        if path.suffix.lower() not in SOUNDFILE_SUFFIXES or not path.is_file():
+            return None
+        opened = lambda: str(path)  # noqa: E731
     try:
-        info = sf.info(str(path))
+        info = sf.info(opened())
         if info.frames <= 0 or info.samplerate <= 0 or info.channels <= 0:
             return None
         if info.frames / info.samplerate > max_duration:
             raise TooLong(too_long)
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        if info.frames * info.channels > SOUNDFILE_MAX_SAMPLES:
+            return None  # long multichannel/high-rate input: ffmpeg downmixes and resamples while streaming
+        data, rate = sf.read(opened(), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, ValueError):
         return None  # truncated or odd: ffmpeg recovers what it can and names the problem
     if data.shape[0] == 0:
