@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .classify import classify_safely
 from .errors import ModelError, SingtalkError
 
 Progress = Callable[[int, int], None]
@@ -192,15 +193,6 @@ def _load_classifier(models_root: str, version: str | None, *, separate: bool = 
     return Classifier(ModelStore(models_root).load(version))
 
 
-def _safe_classify(classifier, source, *, separate: bool, name: str | None = None):
-    try:
-        return classifier.classify_source(source, separate=separate, name=name), ""
-    except SingtalkError as err:
-        return None, str(err)
-    except Exception as err:  # noqa: BLE001 - report, keep going
-        return None, f"unexpected {type(err).__name__}: {err}"
-
-
 _WORKER: dict = {}
 
 
@@ -214,7 +206,7 @@ def _init_worker(models_root: str, version: str, separate: bool) -> None:
 def _worker_classify(source):
     if "classifier" not in _WORKER:
         _WORKER["classifier"] = _load_classifier(_WORKER["root"], _WORKER["version"], separate=_WORKER["separate"])
-    return _safe_classify(_WORKER["classifier"], source, separate=_WORKER["separate"])
+    return classify_safely(_WORKER["classifier"], source, separate=_WORKER["separate"])
 
 
 def _local_pool(sources: list, *, models_root: str, version: str, separate: bool, jobs: int,
@@ -248,10 +240,10 @@ class _ClassifyActor:
 
         if is_url(source):
             with _node_threads():
-                return _safe_classify(self._classifier, source, separate=self._separate)
+                return classify_safely(self._classifier, source, separate=self._separate)
         path, data, size = packed
         with _node_threads(), _readable_here(path, data, size) as local:
-            return _safe_classify(self._classifier, local, separate=self._separate, name=Path(path).name)
+            return classify_safely(self._classifier, local, separate=self._separate, name=Path(path).name)
 
 
 def _cluster_classify(sources: list, *, address: str, models_root: str, version: str, separate: bool,

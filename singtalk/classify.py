@@ -170,21 +170,26 @@ class Classifier:
         return frame
 
 
+def classify_safely(classifier: Classifier, source, *, separate: bool = False, name: str | None = None):
+    """``(Prediction, "")`` or ``(None, message)``: one input's outcome, never an exception."""
+    from .errors import SingtalkError
+
+    try:
+        return classifier.classify_source(source, separate=separate, name=name), ""
+    except SingtalkError as err:
+        return None, str(err)
+    except Exception as err:  # noqa: BLE001 - report, keep going
+        return None, f"unexpected {type(err).__name__}: {err}"
+
+
 def label_batch(classifier: Classifier, sources: Sequence, *, separate: bool = False,
                 progress: Callable[[int, int], None] | None = None):
     """Classify many inputs, never stopping at a bad one.
 
     Yields ``(source, Prediction | None, error message)`` in input order.
     """
-    from .errors import SingtalkError
-
     total = len(sources)
     for i, source in enumerate(sources):
-        try:
-            yield source, classifier.classify_source(source, separate=separate), ""
-        except SingtalkError as err:
-            yield source, None, str(err)
-        except Exception as err:  # noqa: BLE001 - report, keep going
-            yield source, None, f"unexpected {type(err).__name__}: {err}"
+        yield (source, *classify_safely(classifier, source, separate=separate))
         if progress:
             progress(i + 1, total)

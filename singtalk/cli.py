@@ -38,13 +38,6 @@ def models_root(args) -> Path:
     return Path(args.models) if getattr(args, "models", None) else models_dir()
 
 
-def load_classifier(args):
-    from .classify import Classifier
-    from .registry import ModelStore
-
-    return Classifier(ModelStore(models_root(args)).load())
-
-
 # -- features ---------------------------------------------------------------
 def cmd_features(args) -> int:
     from . import dataset
