@@ -342,8 +342,12 @@ class ModelStore:
         promote: bool,
         note: str = "",
         suffix: str | None = None,
+        extra_files: dict[str, str | bytes] | None = None,
     ) -> str:
-        """Write a new version folder atomically; if ``promote``, make it CURRENT. Returns the version."""
+        """Write a new version folder atomically; if ``promote``, make it CURRENT. Returns the version.
+
+        ``extra_files`` (name → text or bytes: plots, reports) are written into the folder before it appears.
+        """
         meta = dict(metadata)
         for key in ("feature_version", "feature_names", "class_names"):
             if not meta.get(key):
@@ -382,6 +386,11 @@ class ModelStore:
                 _pause("model_written")
                 scaler.save(tmp / SCALER_FILE)
                 _pause("scaler_written")
+                for name, content in (extra_files or {}).items():
+                    if name in VERSION_FILES or Path(name).name != name:
+                        raise ValueError(f"extra file name {name!r} is reserved or not a plain file name")
+                    data = content.encode("utf-8") if isinstance(content, str) else content
+                    (tmp / name).write_bytes(data)
                 write_json(tmp / METADATA_FILE, meta)
                 _fsync_path(tmp)
                 _pause("metadata_written")

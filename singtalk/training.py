@@ -122,7 +122,6 @@ def headline(metrics: dict) -> str:
 def save_outcome(store, outcome: Outcome, *, promote: bool, note: str = "", trained_on: dict | None = None,
                  extra_metadata: dict | None = None) -> str:
     """Save the model in the store (atomic; the previous version stays as backup) with metrics and plots."""
-    from . import atomic
     from .features import FEATURE_VERSION
     from .model import plot_history
     from .registry import make_metadata
@@ -139,8 +138,6 @@ def save_outcome(store, outcome: Outcome, *, promote: bool, note: str = "", trai
                              class_names=outcome.class_names, metrics=outcome.metrics, trained_on=described,
                              config=config, history=outcome.history, trials=outcome.trials,
                              **(extra_metadata or {}))
-    version = store.save(outcome.model, tables.scaler, metadata, promote=promote, note=note)
-    if outcome.history:
-        html = plot_history(outcome.history).to_html(include_plotlyjs="cdn", full_html=True)
-        atomic.write_text(store.version_dir(version) / "history.html", html)
-    return version
+    extra = {"history.html": plot_history(outcome.history).to_html(include_plotlyjs="cdn", full_html=True)} \
+        if outcome.history else {}
+    return store.save(outcome.model, tables.scaler, metadata, promote=promote, note=note, extra_files=extra)

@@ -399,3 +399,15 @@ def test_default_expectations_come_from_the_features_module(tmp_path):
     old = writer.save(network, scaler, stale, promote=False)
     with pytest.raises(ModelError, match=f"'st-0'.*{features.FEATURE_VERSION}.*{version}"):
         ModelStore(tmp_path).load(old)
+
+
+def test_extra_files_arrive_with_the_version(store, two_models):
+    first, _, scaler = two_models
+    version = store.save(first.model, scaler, metadata(first), promote=True,
+                         extra_files={"history.html": "<html></html>", "log.txt": b"ok\n"})
+    folder = store.versions_dir / version
+    assert (folder / "history.html").read_text() == "<html></html>" and (folder / "log.txt").read_bytes() == b"ok\n"
+    for bad in ("model.keras", "../escape.txt"):
+        with pytest.raises(ValueError):
+            store.save(first.model, scaler, metadata(first), promote=False, extra_files={bad: "x"})
+    assert store.current_version() == version and not (store.root / "escape.txt").exists()
