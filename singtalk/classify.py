@@ -52,9 +52,7 @@ class Classifier:
 
     def __init__(self, loaded):
         self.loaded = loaded
-        self.model = loaded.model
-        self.scaler = loaded.scaler
-        self.class_names: list[str] = list(loaded.metadata["class_names"])
+        self.class_names: list[str] = list(loaded.class_names)
         self.version: str = getattr(loaded, "version", "") or ""
 
     # -- inputs -------------------------------------------------------------
