@@ -188,6 +188,50 @@ def build_model(n_features: int, n_classes: int, config: TrainConfig | None = No
     return model
 
 
+def average_models(models: Sequence, config: TrainConfig | None = None):
+    """One compiled model whose output is the mean of ``models``' class probabilities (a seed ensemble).
+
+    The models must be chains over the same input, as :func:`build_model` makes them. Tower ``k``'s
+    layers are renamed ``tower{k}_<name>`` and keep their weights; the output is an ``Average`` layer
+    named ``probabilities``. Saved, loaded and fine-tuned like any single model.
+    """
+    if len(models) < 2:
+        raise ValueError("average_models needs at least two models")
+    config = config or TrainConfig()
+    tf = _tf()
+    inputs = tf.keras.Input(shape=tuple(models[0].inputs[0].shape[1:]), name="features")
+    outputs = []
+    for k, member in enumerate(models, start=1):
+        x = inputs
+        for layer in member.layers:
+            if isinstance(layer, tf.keras.layers.InputLayer):
+                continue
+            settings = layer.get_config()
+            settings["name"] = f"tower{k}_{layer.name}"
+            clone = layer.__class__.from_config(settings)
+            x = clone(x)
+            clone.set_weights(layer.get_weights())
+        outputs.append(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Average(name="probabilities")(outputs), name="singtalk_classifier")
+    model.compile(optimizer=_make_optimizer(config.optimizer, config.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def towers(model) -> list[list]:
+    """The layer chains of ``model`` from its input to each output Dense: one for a single network,
+    one per member for :func:`average_models` (grouped by their ``tower{k}_`` names)."""
+    import re
+
+    tf = _tf()
+    body = [layer for layer in model.layers
+            if not isinstance(layer, (tf.keras.layers.InputLayer, tf.keras.layers.Average))]
+    numbers = sorted({int(m.group(1)) for layer in body if (m := re.match(r"tower(\d+)_", layer.name))})
+    if not numbers:
+        return [body]
+    return [[layer for layer in body if layer.name.startswith(f"tower{n}_")] for n in numbers]
+
+
 def _keras_callbacks(
     *,
     epochs: int,

@@ -168,38 +168,49 @@ def replay_sample(train: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
 
 
 def fine_tune_copy(model, *, trainable_layers: int | None, config, add_layers: int = 0):
-    """A compiled copy of ``model`` (same weights) whose last ``trainable_layers`` Dense layers train (None: all).
+    """A compiled copy of ``model`` (same weights) whose last ``trainable_layers`` Dense layers train (None: all;
+    per tower for a seed ensemble, see ``model.average_models``).
 
     ``add_layers`` > 0 is the seed's recipe: the earlier layers are frozen and new Dense layers are inserted
     before the output layer. They start as the identity (their input is a ReLU output, so ReLU(I·x) = x), so
     the copy predicts exactly like ``model`` until fine-tuning moves them; the new layers and the output train.
     """
-    from .model import _make_optimizer, _tf
+    from .model import _make_optimizer, _tf, towers
 
     tf = _tf()
     copy = tf.keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    dense = [layer for layer in copy.layers if isinstance(layer, tf.keras.layers.Dense)]
-    if not dense:
+    chains = [[layer for layer in chain] for chain in towers(copy)]
+    dense = [[layer for layer in chain if isinstance(layer, tf.keras.layers.Dense)] for chain in chains]
+    if not all(dense):
         raise ModelError("The current model has no Dense layer to fine-tune.")
     if add_layers > 0:
-        output = dense[-1]
-        hidden = output.input
-        width = int(hidden.shape[-1])
-        added = [tf.keras.layers.Dense(width, activation="relu", kernel_initializer="identity",
-                                       bias_initializer="zeros", name=f"finetune_{i + 1}")
-                 for i in range(int(add_layers))]
-        for layer in added:
-            hidden = layer(hidden)
-        copy = tf.keras.Model(copy.inputs, output(hidden), name=model.name)
+        outputs, trainable = [], []
+        for k, chain in enumerate(chains):  # each tower: its layers, then the new ones, then its output layer
+            prefix = chain[-1].name[: -len("probabilities")] if chain[-1].name.endswith("probabilities") else ""
+            hidden = copy.inputs[0]
+            for layer in chain[:-1]:
+                hidden = layer(hidden)
+            width = int(hidden.shape[-1])
+            done = sum(1 for layer in chain if "finetune_" in layer.name)
+            added = [tf.keras.layers.Dense(width, activation="relu", kernel_initializer="identity",
+                                           bias_initializer="zeros", name=f"{prefix}finetune_{done + i + 1}")
+                     for i in range(int(add_layers))]
+            for layer in added:
+                hidden = layer(hidden)
+            outputs.append(chain[-1](hidden))
+            trainable += added + [chain[-1]]
+        output = outputs[0] if len(outputs) == 1 else tf.keras.layers.Average(name="probabilities")(outputs)
+        copy = tf.keras.Model(copy.inputs, output, name=model.name)
         for layer in copy.layers:
             layer.trainable = False
-        trainable = added + [output]
     else:
-        keep = len(dense) if trainable_layers is None else max(1, min(int(trainable_layers), len(dense)))
         for layer in copy.layers:
             layer.trainable = False
-        trainable = dense[-keep:]
+        trainable = []
+        for tower in dense:  # the last ``trainable_layers`` Dense layers of every tower
+            keep = len(tower) if trainable_layers is None else max(1, min(int(trainable_layers), len(tower)))
+            trainable += tower[-keep:]
     for layer in trainable:
         layer.trainable = True
     copy.compile(optimizer=_make_optimizer(config.optimizer, config.learning_rate),

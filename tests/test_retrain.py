@@ -287,3 +287,34 @@ def test_seed_recipe_adds_identity_layers_and_freezes_the_rest(workspace):
     tuned = ws.store.load(report.new_version)
     assert len(tuned.model.layers) == len(loaded.model.layers) + 1
     assert "finetune_1" in [layer.name for layer in tuned.model.layers]
+
+
+def test_seed_ensemble_saves_loads_and_fine_tunes_per_tower(tmp_path):
+    """model.average_models: one file whose output is the members' mean; --add-layers and
+    --trainable-layers act on every tower, and the copy predicts exactly like the ensemble."""
+    import tensorflow as tf
+
+    from singtalk.model import TrainConfig, average_models, build_model, predict_proba, towers
+    from singtalk.retrain import fine_tune_copy
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 12), dtype=np.float32)
+    members = []
+    for seed in range(3):
+        tf.keras.utils.set_random_seed(seed)
+        members.append(build_model(12, 2, TrainConfig(hidden_units=(8, 4))))
+    ensemble = average_models(members)
+    expected = np.mean([predict_proba(m, X) for m in members], axis=0)
+    assert np.allclose(predict_proba(ensemble, X), expected, atol=1e-6)
+    ensemble.save(tmp_path / "ens.keras")
+    loaded = tf.keras.models.load_model(tmp_path / "ens.keras")
+    assert np.allclose(predict_proba(loaded, X), expected, atol=1e-6)
+    assert [len(t) for t in towers(loaded)] == [5, 5, 5]
+
+    copy, trainable = fine_tune_copy(loaded, trainable_layers=None, config=TrainConfig(), add_layers=1)
+    assert np.allclose(predict_proba(copy, X), expected, atol=1e-6)
+    assert sorted(trainable) == sorted([f"tower{k}_finetune_1" for k in (1, 2, 3)] +
+                                       [f"tower{k}_probabilities" for k in (1, 2, 3)])
+    copy, trainable = fine_tune_copy(loaded, trainable_layers=1, config=TrainConfig())
+    assert sorted(trainable) == [f"tower{k}_probabilities" for k in (1, 2, 3)]
+    assert {layer.name for layer in copy.layers if layer.trainable and layer.weights} == set(trainable)
