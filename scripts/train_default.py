@@ -1,15 +1,20 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
-    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 1] [--no-loso]
+    .venv/bin/python scripts/train_spectro.py        # first: the spectrogram CNN (features schema st-4)
+    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 1] [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
 (``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
 extract its features; for TRAINING clips only add ``--copies`` augmented versions
 each (random gain, white/pink noise at 10–35 dB SNR, a random 1.5–6 s crop, and
-sometimes a 300–3400 Hz telephone band or a short synthetic room reverb); train the
-MLP with ``model.train`` (validation grouped by speaker); evaluate on the test split
-(overall, per source, and its RAVDESS part: actors never seen in training) and,
-unless ``--no-loso``, leave-one-source-out (train without source S, test on S).
+sometimes a 300–3400 Hz telephone band or a short synthetic room reverb). The
+``spectro_logit`` feature of training rows comes from the fold network of
+``train_spectro.py`` that never heard the speaker (stacking without leakage); test
+rows get the shipped network's. Train ``--ensemble`` MLPs (seeds 0..k-1) with
+``model.train`` (validation grouped by speaker) and average them into one model;
+evaluate on the test split (overall, per source, and its RAVDESS part: actors never
+seen in training) and, unless ``--no-loso``, leave-one-source-out (train without
+source S, with every spectro logit from a network trained without S; test on S).
 
 Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
 and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),
@@ -79,8 +84,11 @@ def augment(y: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], str]:
-    """``(path, copies, seed)`` → [clean vector, augmented vectors...] (augmented ones that fail are skipped)."""
+def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """``(path, copies, seed)`` → ([clean vector, augmented vectors...], their spectrogram-network inputs, error).
+
+    Augmented copies that fail are skipped.
+    """
     from singtalk import audio, features
     from singtalk.errors import SingtalkError
 
@@ -88,27 +96,51 @@ def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], str]:
     try:
         y = audio.decode(path)
         audio.prepare(y)
-        vectors = [features.extract(y, audio.SAMPLE_RATE)]
     except SingtalkError as err:
-        return [], str(err)
+        return [], [], str(err)
     rng = np.random.default_rng(seed)
-    for _ in range(copies):
+    vectors, mels = [], []
+    for k in range(copies + 1):
         try:
-            vectors.append(features.extract(augment(y, rng, audio.SAMPLE_RATE), audio.SAMPLE_RATE))
-        except SingtalkError:
-            pass
-    return vectors, ""
+            frames = features.analyse(y if k == 0 else augment(y, rng, audio.SAMPLE_RATE), audio.SAMPLE_RATE)
+            if frames.sounding.sum() / frames.frame_rate < features.MIN_SOUND_S:
+                raise SingtalkError("too little sound")
+        except SingtalkError as err:
+            if k == 0:
+                return [], [], str(err)
+            continue
+        vectors.append(features.pool(frames))
+        mels.append(features.spectro_input(frames).astype(np.float16))
+    return vectors, mels, ""
+
+
+def set_spectro_logits(table: pd.DataFrame, mels: list[np.ndarray], rows: np.ndarray, net) -> None:
+    """Recompute the ``spectro_logit`` column of ``rows`` (positions in ``table``) with ``net``."""
+    from singtalk.features import spectro_feature
+
+    column = table.columns.get_loc("spectro_logit")
+    table.iloc[rows, column] = [spectro_feature(mels[r].astype(np.float32), net) for r in rows]
 
 
 # -- training and evaluation ----------------------------------------------------
-def fit(train: pd.DataFrame, names: list[str], train_config):
+def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1):
+    """Scaler + model; with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
+    (``model.average_models``); the result's history and epochs are the first member's."""
+    import dataclasses
+
+    from singtalk.features import FEATURE_VERSION
+    from singtalk.model import average_models
     from singtalk.model import train as train_model
     from singtalk.scaling import MinMaxScaling
-    from singtalk.features import FEATURE_VERSION
 
     scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
-    result = train_model(scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), list(CLASSES),
-                         train_config, groups=dataset.speaker_groups(train))
+    X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
+    members = [train_model(X, y, list(CLASSES), train_config.replace(seed=train_config.seed + k), groups=groups)
+               for k in range(max(1, ensemble))]
+    result = members[0]
+    if len(members) > 1:
+        result = dataclasses.replace(result, model=average_models([m.model for m in members], train_config),
+                                     seconds=sum(m.seconds for m in members))
     return result, scaler
 
 
@@ -140,6 +172,7 @@ def relative(path: str, root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     from singtalk.features import FEATURE_NAMES, FEATURE_VERSION
     from singtalk.model import TrainConfig
+    from singtalk.spectro import SpectroNet
     from singtalk.registry import ModelStore, make_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -149,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=1, help="augmented copies per training clip")
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model")
+    parser.add_argument("--spectro-folds", default="var/spectro",
+                        help="folder written by scripts/train_spectro.py (fold and leave-one-source-out networks)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -163,24 +199,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
 
     names = list(FEATURE_NAMES)
-    rows, failures = [], []
-    for i, (vectors, error) in enumerate(outputs):
+    rows, failures, mels = [], [], []
+    groups = dataset.speaker_groups(labelled)
+    for i, (vectors, clip_mels, error) in enumerate(outputs):
+        mels += clip_mels
         meta = labelled.iloc[i]
         if error:
             failures.append({"path": relative(meta["path"], data_dir), "error": error})
             continue
         for copy, vector in enumerate(vectors):
-            rows.append({"path": meta["path"], "label": meta["label"], "speaker": meta["speaker"],
+            rows.append({"path": meta["path"], "group": groups[i], "label": meta["label"], "speaker": meta["speaker"],
                          "source": meta["source"], "split": "test" if test_mask[i] else "train",
                          "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
     table = pd.DataFrame(rows)
     table["path"] = [relative(p, data_dir) for p in table["path"]]
+    spectro_dir = Path(args.spectro_folds)
+    if not (spectro_dir / "folds.json").is_file():
+        print(f"error: {spectro_dir}/folds.json is missing: run scripts/train_spectro.py first", file=sys.stderr)
+        return 2
+    fold_info = json.loads((spectro_dir / "folds.json").read_text())
+    fold = table["group"].map(fold_info["fold_of_speaker"])
+    is_train = (table["split"] == "train").to_numpy()
+    if fold[is_train].isna().any():
+        print("error: the spectrogram folds do not cover these training speakers (other data or seed?)", file=sys.stderr)
+        return 2
+    for k in range(int(fold_info["folds"])):  # training rows: logits of a network that never heard the speaker
+        set_spectro_logits(table, mels, np.flatnonzero(is_train & (fold == k).to_numpy()),
+                           SpectroNet.load(spectro_dir / f"fold{k}.npz"))
     train_all = table[table["split"] == "train"].reset_index(drop=True)
     test = table[table["split"] == "test"].reset_index(drop=True)
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config)
+    result, scaler = fit(train_all, names, train_config, args.ensemble)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -189,13 +240,19 @@ def main(argv: list[str] | None = None) -> int:
 
     loso = {}
     if not args.no_loso:
-        clean = table[~table["augmented"]]
         for source in sorted(table["source"].unique()):
-            train_s = table[(table["source"] != source)]
+            net_path = spectro_dir / f"without_{source}.npz"
+            if not net_path.is_file():
+                print(f"  without {source}: {net_path} missing (train_spectro.py --no-loso?); skipped", flush=True)
+                continue
+            table_s = table.copy()  # every logit from a network that never heard this source
+            set_spectro_logits(table_s, mels, np.arange(len(table_s)), SpectroNet.load(net_path))
+            clean = table_s[~table_s["augmented"]]
+            train_s = table_s[(table_s["source"] != source)]
             train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
             if train_s["label"].nunique() < 2:
                 continue
-            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config)
+            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble)
             loso[source] = evaluate(res_s, scaler_s, clean[clean["source"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
@@ -217,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=list(CLASSES),
                              metrics=metrics, trained_on=trained_on, config=train_config.to_dict(),
                              history=result.history)
+    metadata["config"]["ensemble"] = args.ensemble
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"

@@ -6,7 +6,10 @@ from a single STFT (n_fft 2048, Hann window 1024, hop 160 = 10 ms): MFCC,
 zero-crossing rate and an autocorrelation pitch track (Boersma's window-normalised
 ACF taken from the same power spectrum). :func:`pool` summarises any frame range
 into one vector of :data:`N_FEATURES` numbers named by :data:`FEATURE_NAMES`, so
-sliding windows over long audio (:func:`extract_windows`) cost one analysis.
+sliding windows over long audio (:func:`extract_windows`) cost one analysis. The
+last feature, ``spectro_logit``, is learnt: the logit of a small spectrogram CNN
+(:mod:`singtalk.spectro`, shipped weights, run in NumPy) over the range's sounding
+mel frames; the schema version names those weights.
 
 Every feature is a log, a ratio or a shape measure of a spectrum normalised by the
 clip's RMS, so a gain change leaves it unchanged; chroma is rotated so its strongest
@@ -24,10 +27,11 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import spectro
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-3"
+FEATURE_VERSION = "st-4"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048
@@ -73,6 +77,7 @@ CHANGE_QUANTILES = (25, 50, 75)
 """Quantiles of the spectral change rate (norm of ΔMFCC 1–12) in sounding frames: held vowels change slowly."""
 ONSET_RISE_DB = 9.0
 ONSET_SPAN = 5
+SPECTRO_CLIP = 30.0
 _AMIN = 1e-10
 _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
@@ -101,6 +106,7 @@ def _names() -> tuple[str, ...]:
     names += [f"voiced_contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1)]
     names += ["voiced_log10_flatness_mean", "voiced_log2_centroid_mean"]
     names += ["long_run_fraction", "voiced_run_p50", "voiced_run_max", "onsets_per_s"]
+    names += ["spectro_logit"]
     return tuple(names)
 
 
@@ -117,6 +123,7 @@ class Frames:
 
     sr: int
     hop: int
+    mel_db: np.ndarray        # (n, 64) dB mel power (of the RMS-normalised signal)
     mfcc: np.ndarray          # (n, 20) from dB mel power
     dmfcc: np.ndarray         # (n, 20) regression delta, ±2 frames
     chroma: np.ndarray        # (n, 12) per-frame max-normalised, C first
@@ -271,7 +278,7 @@ def _spectral_block(frames: np.ndarray, c: dict, sr: int, prev_mel_db: np.ndarra
     return {
         "energy": energy, "mfcc": mfcc, "flux": flux, "chroma": chroma, "contrast": contrast,
         "log2_centroid": np.log2(np.maximum(centroid, 1.0)), "log2_rolloff": np.log2(np.maximum(rolloff, 1.0)),
-        "log10_flatness": log_flat, "f0": f0, "periodicity": periodicity, "last_mel_db": mel_db[-1],
+        "log10_flatness": log_flat, "f0": f0, "periodicity": periodicity, "mel_db": mel_db,
     }
 
 
@@ -380,9 +387,8 @@ def analyse(y: np.ndarray, sr: int = SAMPLE_RATE) -> Frames:
     all_frames = sliding_window_view(y_padded, WIN_LENGTH)[::HOP_LENGTH][:n_frames]
     blocks = []
     for start in range(0, n_frames, _BLOCK_FRAMES):
-        previous = blocks[-1].pop("last_mel_db") if blocks else None
+        previous = blocks[-1]["mel_db"][-1] if blocks else None
         blocks.append(_spectral_block(all_frames[start: start + _BLOCK_FRAMES], c, sr, previous))
-    blocks[-1].pop("last_mel_db")
     tracks = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
 
     energy = tracks.pop("energy").astype(np.float64)
@@ -397,7 +403,7 @@ def analyse(y: np.ndarray, sr: int = SAMPLE_RATE) -> Frames:
     pitch = _pitch_tracks(f0, voiced, frame_rate)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return Frames(
-        sr=sr, hop=HOP_LENGTH,
+        sr=sr, hop=HOP_LENGTH, mel_db=f32(tracks["mel_db"]),
         mfcc=f32(tracks["mfcc"]), dmfcc=f32(_delta(tracks["mfcc"])), chroma=f32(tracks["chroma"]),
         contrast=f32(tracks["contrast"]), log2_rolloff=f32(tracks["log2_rolloff"]),
         log2_centroid=f32(tracks["log2_centroid"]), zcr=_zcr(y_padded, n_frames),
@@ -524,11 +530,25 @@ def _contour_features(fr: Frames, sl: slice, n_sounding: int) -> list[float]:
     return out
 
 
-def pool(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
+def spectro_input(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The spectrogram network's input for frames ``[start, stop)``: the dB mel of its sounding frames."""
+    sl = slice(start, frames.n_frames if stop is None else stop)
+    return frames.mel_db[sl][frames.sounding[sl]]
+
+
+def spectro_feature(mel_db: np.ndarray, net=None) -> float:
+    """The ``spectro_logit`` feature: the network's logit (0 for no frames), clipped to ±SPECTRO_CLIP."""
+    if len(mel_db) == 0:
+        return 0.0
+    return float(np.clip((net or spectro.default_net())(mel_db), -SPECTRO_CLIP, SPECTRO_CLIP))
+
+
+def pool(frames: Frames, start: int = 0, stop: int | None = None, *, net=None) -> np.ndarray:
     """Summarise frames ``[start, stop)`` into a ``(N_FEATURES,)`` float32 vector (always finite).
 
     Spectral statistics use only the sounding frames of the range; a range with
-    none gives zeros there.
+    none gives zeros there. ``net`` replaces the shipped spectrogram network
+    (:func:`spectro.default_net`); the training script uses it for out-of-fold logits.
     """
     sl = slice(start, frames.n_frames if stop is None else stop)
     snd = frames.sounding[sl]
@@ -546,11 +566,12 @@ def pool(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
     parts.append(_pitch_features(frames, sl, n_sounding))
     parts.append(_rhythm_features(frames, sl))
     parts.append(_contour_features(frames, sl, n_sounding))
+    parts.append([spectro_feature(frames.mel_db[sl][snd], net)])
     vector = np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in parts])
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def extract(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+def extract(y: np.ndarray, sr: int = SAMPLE_RATE, *, net=None) -> np.ndarray:
     """Feature vector ``(N_FEATURES,)`` of a whole clip.
 
     Raises :class:`SilentAudio` (nothing audible) or :class:`TooShort` (less than
@@ -560,7 +581,7 @@ def extract(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     sounding_s = frames.sounding.sum() / frames.frame_rate
     if sounding_s < MIN_SOUND_S:
         raise TooShort(f"Only {sounding_s:.2f} s of sound; at least {MIN_SOUND_S} s is needed.")
-    return pool(frames)
+    return pool(frames, net=net)
 
 
 def window_bounds(n_frames: int, *, window_s: float = 4.0, hop_s: float = 2.0,

@@ -1,0 +1,209 @@
+"""Train the spectrogram CNN whose logit is the learnt feature of schema st-4.
+
+    .venv/bin/python scripts/train_spectro.py [--epochs 30] [--folds 5] [--out var/spectro]
+
+Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
+``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (one copy
+per training clip). The network (``spectro.build_keras``) sees random 1–3 s crops of
+the sounding frames' dB mel, with a frequency mask, a time mask and a ±2-band shift,
+class-balanced weights, Adam with cosine decay, a fixed number of epochs.
+
+Writes:
+- ``singtalk/weights/spectro-st4.npz``: the network trained on every training clip
+  (the shipped feature extractor; NumPy weights, batch-norm folded);
+- ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
+  training speakers each, so ``train_default.py --spectro-folds <out>`` can give
+  every training clip the logit of a network that never heard its speaker
+  (stacking without leakage);
+- ``<out>/without_<source>.npz`` (unless ``--no-loso``): networks trained on every
+  clip (both splits) except one source's, for an honest leave-one-source-out;
+- ``<out>/report.json``: out-of-fold, test-split and leave-one-source-out scores of
+  the CNN alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from singtalk import atomic, config, dataset, spectro  # noqa: E402
+
+CLASSES = ("singing", "talking")
+
+
+def clip_mels(task: tuple[str, int, int]) -> list[np.ndarray]:
+    """``(path, copies, seed)`` → sounding dB mel of the clip and of its augmented copies (float16)."""
+    from train_default import augment
+
+    from singtalk import audio, features
+    from singtalk.errors import SingtalkError
+
+    path, copies, seed = task
+    try:
+        y = audio.decode(path)
+        audio.prepare(y)
+    except SingtalkError:
+        return []
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(copies + 1):
+        try:
+            frames = features.analyse(y if k == 0 else augment(y, rng, audio.SAMPLE_RATE))
+        except SingtalkError:
+            continue
+        out.append(features.spectro_input(frames).astype(np.float16))
+    return out
+
+
+def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``length``-frame crop (short inputs repeated) with a frequency mask, a time mask and a band shift."""
+    if x.shape[0] < length:
+        x = np.tile(x, (int(np.ceil(length / x.shape[0])), 1))
+    start = int(rng.integers(0, x.shape[0] - length + 1))
+    x = x[start: start + length].copy()
+    width = int(rng.integers(0, 8))
+    f0 = int(rng.integers(0, 64 - width))
+    x[:, f0: f0 + width] = 0.0
+    width = int(rng.integers(0, length // 8))
+    t0 = int(rng.integers(0, length - width))
+    x[t0: t0 + width] = 0.0
+    return np.roll(x, int(rng.integers(-2, 3)), axis=1)
+
+
+def train_network(inputs: list[np.ndarray], y: np.ndarray, *, epochs: int, seed: int):
+    """A Keras ``spectro.build_keras`` network trained on normalised mels ``inputs`` (labels 1 = singing)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = spectro.build_keras()
+    steps = epochs * int(np.ceil(len(inputs) / 32))
+    model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+                  tf.keras.losses.BinaryCrossentropy(from_logits=True))
+    positive = float(y.mean())
+    weights = np.where(y == 1, 0.5 / positive, 0.5 / (1 - positive)).astype(np.float32)
+    for _ in range(epochs):
+        order = rng.permutation(len(inputs))
+        for b in range(0, len(order), 32):
+            batch = order[b: b + 32]
+            length = int(rng.integers(100, 301))
+            model.train_on_batch(np.stack([random_crop(inputs[i], length, rng) for i in batch]),
+                                 y[batch], sample_weight=weights[batch])
+    return model
+
+
+def scores(y: np.ndarray, logits: np.ndarray, sources: np.ndarray) -> dict:
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    out = {"n": int(len(y)), "balanced_accuracy": float(balanced_accuracy_score(y, logits > 0)),
+           "roc_auc": float(roc_auc_score(y, logits))}
+    for source in np.unique(sources):
+        m = sources == source
+        out[f"accuracy_{source}"] = float(np.mean((logits[m] > 0) == y[m]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--out", default="var/spectro")
+    parser.add_argument("--weights", default=str(spectro.WEIGHTS))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out networks")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    data_dir = Path(args.data) if args.data else config.data_dir()
+    labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
+    test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=args.seed)
+    tasks = [(p, 0 if t else args.copies, args.seed * 100003 + i)  # the same seeds as train_default
+             for i, (p, t) in enumerate(zip(labelled["path"], test_mask))]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        outputs = list(pool.map(clip_mels, tasks, chunksize=8))
+    clip, raw = [], []
+    for i, out in enumerate(outputs):
+        clip += [i] * len(out)
+        raw += out
+    mels = [spectro.normalise(m) for m in raw]
+    clip = np.asarray(clip)
+    y = (labelled["label"].to_numpy()[clip] == "singing").astype(np.float32)
+    speakers = dataset.speaker_groups(labelled)[clip]
+    sources = labelled["source"].to_numpy()[clip]
+    is_test = test_mask[clip]
+    first = np.r_[True, clip[1:] != clip[:-1]]  # the clean (un-augmented) row of each clip
+    train_idx = np.flatnonzero(~is_test)
+    print(f"{len(labelled)} clips, {len(mels)} inputs; mels in {time.perf_counter() - started:.0f} s", flush=True)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_clips = np.flatnonzero(~test_mask)
+    splitter = StratifiedGroupKFold(args.folds, shuffle=True, random_state=args.seed)
+    fold_of_speaker: dict[str, int] = {}
+    groups = dataset.speaker_groups(labelled)
+    for k, (_, held) in enumerate(splitter.split(train_clips, labelled["label"].to_numpy()[train_clips],
+                                                 groups[train_clips])):
+        fold_of_speaker.update({str(g): k for g in groups[train_clips][held]})
+    fold = np.array([fold_of_speaker.get(str(g), -1) for g in speakers])
+    oof = np.full(len(mels), np.nan)
+    for k in range(args.folds):
+        fit_idx = train_idx[fold[train_idx] != k]
+        model = train_network([mels[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
+        weights = spectro.export(model)
+        np.savez(out_dir / f"fold{k}.npz", **weights)
+        net = spectro.SpectroNet(weights)
+        held = train_idx[fold[train_idx] == k]
+        oof[held] = [net(raw[i]) for i in held]
+        print(f"fold {k}: {time.perf_counter() - started:.0f} s", flush=True)
+    atomic.write_json(out_dir / "folds.json", {"folds": args.folds, "seed": args.seed,
+                                               "fold_of_speaker": fold_of_speaker})
+
+    model = train_network([mels[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
+    weights = spectro.export(model)
+    with atomic.atomic_path(args.weights) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **weights)
+    net = spectro.SpectroNet(weights)
+    test_idx = np.flatnonzero(is_test)
+    test_logits = np.array([net(raw[i]) for i in test_idx])
+    clean_train = train_idx[first[train_idx]]
+    report = {"epochs": args.epochs, "inputs": len(mels), "seconds": round(time.perf_counter() - started),
+              "out_of_fold_training_speakers": scores(y[clean_train], oof[clean_train], sources[clean_train]),
+              "test_split": scores(y[test_idx], test_logits, sources[test_idx])}
+    if not args.no_loso:
+        report["leave_one_source_out"] = {}
+        for source in np.unique(sources):
+            fit_idx = np.flatnonzero(sources != source)
+            model = train_network([mels[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
+            weights = spectro.export(model)
+            np.savez(out_dir / f"without_{source}.npz", **weights)
+            net = spectro.SpectroNet(weights)
+            held = np.flatnonzero((sources == source) & first)
+            logits = np.array([net(raw[i]) for i in held])
+            report["leave_one_source_out"][source] = {
+                "n": int(held.size), "accuracy": float(np.mean((logits > 0) == y[held]))}
+            print(f"without {source}: {report['leave_one_source_out'][source]}", flush=True)
+    atomic.write_json(out_dir / "report.json", report)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The learnt feature: a small spectrogram CNN, run in NumPy.
+
+The network reads the dB mel spectrogram of the sounding frames (the same 64-band
+mel the MFCCs come from), normalised by its own mean so gain does not matter, and
+gives one logit for "singing". Four blocks of 3×3 convolution (batch-norm folded in)
++ ReLU + 2×2 max-pooling, a mean over frequency, a 3-frame 1-D convolution + ReLU,
+mean- and max-pooling over time, and a dense layer. It is trained once by
+``scripts/train_spectro.py`` in Keras; :func:`export` folds and saves its weights
+and :class:`SpectroNet` runs them with NumPy, so feature extraction needs no
+TensorFlow (worker processes stay light) and is deterministic.
+
+The weights are part of the feature schema: ``features.FEATURE_VERSION`` names them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "spectro-st4.npz"
+N_BLOCKS = 4
+MIN_FRAMES = 2 ** N_BLOCKS
+"""Shorter inputs are repeated up to this many frames (every pooling needs two)."""
+DB_SCALE = 20.0
+BN_EPSILON = 1e-3  # Keras' BatchNormalization default
+
+
+def normalise(mel_db: np.ndarray) -> np.ndarray:
+    """``(T, 64)`` dB mel → the network's input: minus its mean, over ``DB_SCALE``."""
+    x = np.asarray(mel_db, dtype=np.float32)
+    return (x - x.mean()) / np.float32(DB_SCALE)
+
+
+def _conv3x3(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """'same' 3×3 convolution (no bias) of ``(T, F, Cin)`` with ``kernel (3, 3, Cin, Cout)``, as Keras computes it."""
+    t, f, cin = x.shape
+    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
+    cols = np.concatenate([padded[i: i + t, j: j + f] for i in range(3) for j in range(3)], axis=-1)
+    return (cols.reshape(t * f, 9 * cin) @ kernel.reshape(9 * cin, -1)).reshape(t, f, -1)
+
+
+def _maxpool2x2(x: np.ndarray) -> np.ndarray:
+    t, f, _ = x.shape
+    x = x[: t // 2 * 2, : f // 2 * 2]
+    return np.maximum(np.maximum(x[0::2, 0::2], x[1::2, 0::2]), np.maximum(x[0::2, 1::2], x[1::2, 1::2]))
+
+
+class SpectroNet:
+    """The exported network: ``net(mel_db)`` → logit (float) of the clip being sung."""
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        self.blocks = [(weights[f"conv{i}_kernel"].astype(np.float32), weights[f"conv{i}_bias"].astype(np.float32))
+                       for i in range(N_BLOCKS)]
+        self.temporal = (weights["temporal_kernel"].astype(np.float32), weights["temporal_bias"].astype(np.float32))
+        self.dense = (weights["dense_kernel"].astype(np.float32), weights["dense_bias"].astype(np.float32))
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS) -> "SpectroNet":
+        with np.load(path) as data:
+            return cls({k: data[k] for k in data.files})
+
+    def __call__(self, mel_db: np.ndarray) -> float:
+        x = normalise(mel_db)
+        if x.shape[0] < MIN_FRAMES:
+            x = np.tile(x, (int(np.ceil(MIN_FRAMES / max(x.shape[0], 1))), 1))
+        x = x[:, :, None]
+        for kernel, bias in self.blocks:  # max-pooling commutes with +bias and ReLU: pool first, 4× less work
+            x = np.maximum(_maxpool2x2(_conv3x3(x, kernel)) + bias, 0.0)
+        x = x.mean(axis=1)  # (T', C): mean over frequency
+        kernel, bias = self.temporal  # (3, C, C)
+        padded = np.pad(x, ((1, 1), (0, 0)))
+        cols = sliding_window_view(padded, 3, axis=0).transpose(0, 2, 1).reshape(x.shape[0], -1)
+        x = np.maximum(cols @ kernel.reshape(-1, kernel.shape[-1]) + bias, 0.0)
+        pooled = np.concatenate([x.mean(axis=0), x.max(axis=0)])
+        kernel, bias = self.dense
+        return float(pooled @ kernel[:, 0] + bias[0])
+
+
+@lru_cache(maxsize=1)
+def default_net() -> SpectroNet:
+    """The shipped network (loaded once per process)."""
+    if not WEIGHTS.is_file():
+        raise FileNotFoundError(f"The spectrogram network's weights are missing: {WEIGHTS}")
+    return SpectroNet.load(WEIGHTS)
+
+
+# -- Keras side (training script and tests only) ------------------------------------
+def build_keras(dropout: float = 0.3):
+    """The same network in Keras, for training: input ``(batch, T, 64)`` normalised, output logit."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((None, 64))
+    x = layers.Reshape((-1, 64, 1))(inputs)
+    for i, channels in enumerate((16, 32, 64, 64)):
+        x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"bn{i}")(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPool2D(2)(x)
+    x = layers.Lambda(lambda v: tf.reduce_mean(v, axis=2), name="mean_over_frequency")(x)
+    x = layers.Conv1D(64, 3, padding="same", activation="relu", name="temporal")(x)
+    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Dropout(dropout)(x)
+    return tf.keras.Model(inputs, layers.Dense(1, name="dense")(x))
+
+
+def export(model) -> dict[str, np.ndarray]:
+    """Weights of a :func:`build_keras` model with batch-norm folded into the convolutions."""
+    out: dict[str, np.ndarray] = {}
+    for i in range(N_BLOCKS):
+        (kernel,) = model.get_layer(f"conv{i}").get_weights()
+        gamma, beta, mean, var = model.get_layer(f"bn{i}").get_weights()
+        scale = gamma / np.sqrt(var + BN_EPSILON)
+        out[f"conv{i}_kernel"] = (kernel * scale).astype(np.float32)
+        out[f"conv{i}_bias"] = (beta - mean * scale).astype(np.float32)
+    out["temporal_kernel"], out["temporal_bias"] = model.get_layer("temporal").get_weights()
+    out["dense_kernel"], out["dense_bias"] = model.get_layer("dense").get_weights()
+    return out
