@@ -603,14 +603,14 @@ def window_bounds(n_frames: int, *, window_s: float = 4.0, hop_s: float = 2.0,
     return [(int(a), int(a) + width) for a in starts]
 
 
-def extract_windows(frames: Frames, *, window_s: float = 4.0, hop_s: float = 2.0
+def extract_windows(frames: Frames, *, window_s: float = 4.0, hop_s: float = 2.0, net=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of sliding windows: ``spans`` (k, 2) in seconds, ``X`` (k, N_FEATURES), ``ok`` (k,) bool.
 
     ``ok`` is False for windows with less than 0.5 s of sounding frames.
     """
     bounds = window_bounds(frames.n_frames, window_s=window_s, hop_s=hop_s, frame_rate=frames.frame_rate)
-    X = np.stack([pool(frames, a, b) for a, b in bounds])
+    X = np.stack([pool(frames, a, b, net=net) for a, b in bounds])
     spans = np.asarray(bounds, dtype=np.float64) / frames.frame_rate
     min_frames = MIN_SOUND_S * frames.frame_rate
     ok = np.array([frames.sounding[a:b].sum() >= min_frames for a, b in bounds], dtype=bool)
