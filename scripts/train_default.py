@@ -187,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder written by scripts/train_spectro.py (fold and leave-one-source-out networks)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    spectro_dir = Path(args.spectro_folds)
+    if not (spectro_dir / "folds.json").is_file():
+        print(f"error: {spectro_dir}/folds.json is missing: run scripts/train_spectro.py first", file=sys.stderr)
+        return 2
 
     data_dir = Path(args.data) if args.data else config.data_dir()
     labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
@@ -213,10 +217,6 @@ def main(argv: list[str] | None = None) -> int:
                          "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
     table = pd.DataFrame(rows)
     table["path"] = [relative(p, data_dir) for p in table["path"]]
-    spectro_dir = Path(args.spectro_folds)
-    if not (spectro_dir / "folds.json").is_file():
-        print(f"error: {spectro_dir}/folds.json is missing: run scripts/train_spectro.py first", file=sys.stderr)
-        return 2
     fold_info = json.loads((spectro_dir / "folds.json").read_text())
     fold = table["group"].map(fold_info["fold_of_speaker"])
     is_train = (table["split"] == "train").to_numpy()
