@@ -84,10 +84,11 @@ def augment(y: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """``(path, copies, seed)`` → ([clean vector, augmented vectors...], their spectrogram-network inputs, error).
+def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
+    """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
-    Augmented copies that fail are skipped.
+    The clip is decoded once; augmented copies that fail are skipped, and so are those with too little
+    sound unless ``require_sound`` is False (``train_spectro.py`` keeps them, as its shipped weights did).
     """
     from singtalk import audio, features
     from singtalk.errors import SingtalkError
@@ -96,22 +97,26 @@ def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], list[np
     try:
         y = audio.decode(path)
         audio.prepare(y)
+        check = features.require_sound if require_sound else (lambda frames: frames)
+        analysed = [check(features.analyse(y, audio.SAMPLE_RATE))]
     except SingtalkError as err:
-        return [], [], str(err)
+        return [], str(err)
     rng = np.random.default_rng(seed)
-    vectors, mels = [], []
-    for k in range(copies + 1):
+    for _ in range(copies):
         try:
-            frames = features.analyse(y if k == 0 else augment(y, rng, audio.SAMPLE_RATE), audio.SAMPLE_RATE)
-            if frames.sounding.sum() / frames.frame_rate < features.MIN_SOUND_S:
-                raise SingtalkError("too little sound")
-        except SingtalkError as err:
-            if k == 0:
-                return [], [], str(err)
-            continue
-        vectors.append(features.pool(frames))
-        mels.append(features.spectro_input(frames).astype(np.float16))
-    return vectors, mels, ""
+            analysed.append(check(features.analyse(augment(y, rng, audio.SAMPLE_RATE))))
+        except SingtalkError:
+            pass
+    return analysed, ""
+
+
+def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """``(path, copies, seed)`` → ([clean vector, augmented vectors...], their spectrogram-network inputs, error)."""
+    from singtalk import features
+
+    analysed, error = analysed_copies(task)
+    return ([features.pool(f) for f in analysed],
+            [features.spectro_input(f).astype(np.float16) for f in analysed], error)
 
 
 def set_spectro_logits(table: pd.DataFrame, mels: list[np.ndarray], rows: np.ndarray, net) -> None:

@@ -45,26 +45,11 @@ CLASSES = ("singing", "talking")
 
 def clip_mels(task: tuple[str, int, int]) -> list[np.ndarray]:
     """``(path, copies, seed)`` → sounding dB mel of the clip and of its augmented copies (float16)."""
-    from train_default import augment
+    from train_default import analysed_copies
 
-    from singtalk import audio, features
-    from singtalk.errors import SingtalkError
+    from singtalk import features
 
-    path, copies, seed = task
-    try:
-        y = audio.decode(path)
-        audio.prepare(y)
-    except SingtalkError:
-        return []
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(copies + 1):
-        try:
-            frames = features.analyse(y if k == 0 else augment(y, rng, audio.SAMPLE_RATE))
-        except SingtalkError:
-            continue
-        out.append(features.spectro_input(frames).astype(np.float16))
-    return out
+    return [features.spectro_input(frames).astype(np.float16) for frames in analysed_copies(task, require_sound=False)[0]]
 
 
 def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -571,17 +571,21 @@ def pool(frames: Frames, start: int = 0, stop: int | None = None, *, net=None) -
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
+def require_sound(frames: Frames) -> Frames:
+    """``frames`` unchanged, or :class:`TooShort` when they hold less than ``MIN_SOUND_S`` of sounding frames."""
+    sounding_s = frames.sounding.sum() / frames.frame_rate
+    if sounding_s < MIN_SOUND_S:
+        raise TooShort(f"Only {sounding_s:.2f} s of sound; at least {MIN_SOUND_S} s is needed.")
+    return frames
+
+
 def extract(y: np.ndarray, sr: int = SAMPLE_RATE, *, net=None) -> np.ndarray:
     """Feature vector ``(N_FEATURES,)`` of a whole clip.
 
     Raises :class:`SilentAudio` (nothing audible) or :class:`TooShort` (less than
     0.5 s of sounding frames).
     """
-    frames = analyse(y, sr)
-    sounding_s = frames.sounding.sum() / frames.frame_rate
-    if sounding_s < MIN_SOUND_S:
-        raise TooShort(f"Only {sounding_s:.2f} s of sound; at least {MIN_SOUND_S} s is needed.")
-    return pool(frames, net=net)
+    return pool(require_sound(analyse(y, sr)), net=net)
 
 
 def window_bounds(n_frames: int, *, window_s: float = 4.0, hop_s: float = 2.0,

@@ -180,7 +180,7 @@ def fine_tune_copy(model, *, trainable_layers: int | None, config, add_layers: i
     tf = _tf()
     copy = tf.keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    chains = [[layer for layer in chain] for chain in towers(copy)]
+    chains = towers(copy)
     dense = [[layer for layer in chain if isinstance(layer, tf.keras.layers.Dense)] for chain in chains]
     if not all(dense):
         raise ModelError("The current model has no Dense layer to fine-tune.")
