@@ -34,26 +34,36 @@ def normalise(mel_db: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / np.float32(DB_SCALE)
 
 
-def _conv3x3(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """'same' 3×3 convolution (no bias) of ``(T, F, Cin)`` with ``kernel (3, 3, Cin, Cout)``, as Keras computes it."""
-    t, f, cin = x.shape
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    cols = np.concatenate([padded[i: i + t, j: j + f] for i in range(3) for j in range(3)], axis=-1)
-    return (cols.reshape(t * f, 9 * cin) @ kernel.reshape(9 * cin, -1)).reshape(t, f, -1)
+def _conv3x3_pool(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """'same' 3×3 convolution (no bias) of channel-first ``x (Cin, T, F)``, then 2×2 max-pooling.
+
+    ``kernel`` is ``(Cout, 9·Cin)``, ordered (row, column, channel) as :func:`_channel_first_kernel`
+    makes it. Channel-first, the nine shifted copies are long contiguous rows, so building them
+    and the one matrix product are cheap (3×3 ``Cin`` = 1 included). Returns ``(Cout, T//2, F//2)``.
+    """
+    cin, t, f = x.shape
+    padded = np.zeros((cin, t + 2, f + 2), dtype=np.float32)
+    padded[:, 1:-1, 1:-1] = x
+    cols = np.empty((9, cin, t, f), dtype=np.float32)
+    for i in range(3):
+        for j in range(3):
+            cols[3 * i + j] = padded[:, i: i + t, j: j + f]
+    out = (kernel @ cols.reshape(9 * cin, t * f)).reshape(-1, t, f)[:, : t // 2 * 2, : f // 2 * 2]
+    return np.maximum(np.maximum(out[:, 0::2, 0::2], out[:, 1::2, 0::2]),
+                      np.maximum(out[:, 0::2, 1::2], out[:, 1::2, 1::2]))
 
 
-def _maxpool2x2(x: np.ndarray) -> np.ndarray:
-    t, f, _ = x.shape
-    x = x[: t // 2 * 2, : f // 2 * 2]
-    return np.maximum(np.maximum(x[0::2, 0::2], x[1::2, 0::2]), np.maximum(x[0::2, 1::2], x[1::2, 1::2]))
+def _channel_first_kernel(kernel: np.ndarray) -> np.ndarray:
+    """Keras' ``(3, 3, Cin, Cout)`` kernel → ``(Cout, 9·Cin)`` for :func:`_conv3x3_pool`."""
+    return np.ascontiguousarray(kernel.reshape(-1, kernel.shape[-1]).T.astype(np.float32))
 
 
 class SpectroNet:
     """The exported network: ``net(mel_db)`` → logit (float) of the clip being sung."""
 
     def __init__(self, weights: dict[str, np.ndarray]):
-        self.blocks = [(weights[f"conv{i}_kernel"].astype(np.float32), weights[f"conv{i}_bias"].astype(np.float32))
-                       for i in range(N_BLOCKS)]
+        self.blocks = [(_channel_first_kernel(weights[f"conv{i}_kernel"]),
+                        weights[f"conv{i}_bias"].astype(np.float32)[:, None, None]) for i in range(N_BLOCKS)]
         self.temporal = (weights["temporal_kernel"].astype(np.float32), weights["temporal_bias"].astype(np.float32))
         self.dense = (weights["dense_kernel"].astype(np.float32), weights["dense_bias"].astype(np.float32))
 
@@ -66,10 +76,10 @@ class SpectroNet:
         x = normalise(mel_db)
         if x.shape[0] < MIN_FRAMES:
             x = np.tile(x, (int(np.ceil(MIN_FRAMES / max(x.shape[0], 1))), 1))
-        x = x[:, :, None]
+        x = x[None]  # channel-first (C, T, F)
         for kernel, bias in self.blocks:  # max-pooling commutes with +bias and ReLU: pool first, 4× less work
-            x = np.maximum(_maxpool2x2(_conv3x3(x, kernel)) + bias, 0.0)
-        x = x.mean(axis=1)  # (T', C): mean over frequency
+            x = np.maximum(_conv3x3_pool(x, kernel) + bias, 0.0)
+        x = x.mean(axis=2).T  # (T', C): mean over frequency
         kernel, bias = self.temporal  # (3, C, C)
         padded = np.pad(x, ((1, 1), (0, 0)))
         cols = sliding_window_view(padded, 3, axis=0).transpose(0, 2, 1).reshape(x.shape[0], -1)
