@@ -1,13 +1,14 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
     .venv/bin/python scripts/train_spectro.py        # first: the spectrogram CNN (features schema st-4)
-    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 1] [--ensemble 5] [--no-loso]
+    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
 (``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
 extract its features; for TRAINING clips only add ``--copies`` augmented versions
-each (random gain, white/pink noise at 10–35 dB SNR, a random 1.5–6 s crop, and
-sometimes a 300–3400 Hz telephone band or a short synthetic room reverb). The
+each (``augment.random_copy``: random gain, white/pink noise, a random crop, sometimes a
+telephone band or a room reverb; every second copy also played 0.84–1.19× as fast,
+some of those through MP3). The
 ``spectro_logit`` feature of training rows comes from the fold network of
 ``train_spectro.py`` that never heard the speaker (stacking without leakage); test
 rows get the shipped network's. Train ``--ensemble`` MLPs (seeds 0..k-1) with
@@ -38,52 +39,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from singtalk import atomic, config, dataset  # noqa: E402
+from singtalk import atomic, augment, config, dataset  # noqa: E402
 
 CLASSES = ("singing", "talking")
 HOLDOUT_SOURCE = "ravdess"
-AUGMENTATION = ("per copy: gain ×0.1–1 (features are gain-free), noise (white or pink) at 10–35 dB SNR with p=0.7, "
-                "random crop of 1.5–6 s when the clip is longer, telephone band 300–3400 Hz with p=0.2, "
-                "synthetic room reverb (RT60 0.2–0.8 s) with p=0.2; training clips only")
-
-
-# -- augmentation ---------------------------------------------------------------
-def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if rng.random() < 0.5:
-        return white
-    spectrum = np.fft.rfft(white)
-    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))  # pink: 1/f power
-    return np.fft.irfft(spectrum, n=n)
-
-
-def augment(y: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """One randomly altered copy of ``y`` (see AUGMENTATION)."""
-    from scipy.signal import butter, fftconvolve, sosfilt
-
-    y = y.astype(np.float64)
-    crop = rng.uniform(1.5, 6.0)
-    if y.size > crop * sr * 1.2:
-        length = int(crop * sr)
-        start = int(rng.integers(0, y.size - length))
-        y = y[start: start + length]
-    if rng.random() < 0.2:
-        rt60 = rng.uniform(0.2, 0.8)
-        t = np.arange(int(rt60 * sr)) / sr
-        ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
-        ir[0] = 1.0 / max(rng.uniform(0.3, 1.0), 1e-3)
-        y = fftconvolve(y, ir)[: y.size]
-    if rng.random() < 0.2:
-        y = sosfilt(butter(4, [300, 3400], btype="band", fs=sr, output="sos"), y)
-    if rng.random() < 0.7:
-        noise = _noise(rng, y.size)
-        snr_db = rng.uniform(10.0, 35.0)
-        power = np.mean(y ** 2)
-        y = y + noise * np.sqrt(power / np.mean(noise ** 2) / 10 ** (snr_db / 10))
-    y = y * rng.uniform(0.1, 1.0) / max(np.max(np.abs(y)), 1e-9)
-    return y.astype(np.float32)
-
-
 def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
@@ -102,9 +61,10 @@ def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -
     except SingtalkError as err:
         return [], str(err)
     rng = np.random.default_rng(seed)
-    for _ in range(copies):
+    for copy in range(1, copies + 1):
         try:
-            analysed.append(check(features.analyse(augment(y, rng, audio.SAMPLE_RATE))))
+            altered = augment.random_copy(y, rng, audio.SAMPLE_RATE, resample=copy % 2 == 0)
+            analysed.append(check(features.analyse(altered)))
         except SingtalkError:
             pass
     return analysed, ""
@@ -184,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="data dir with manifest.csv (default: config.data_dir())")
     parser.add_argument("--models", default=str(Path(__file__).resolve().parent.parent / "models"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--copies", type=int, default=1, help="augmented copies per training clip")
+    parser.add_argument("--copies", type=int, default=2, help="augmented copies per training clip")
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model")
@@ -272,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_sources": clean_train["source"].value_counts().to_dict(),
         "test_sources": test["source"].value_counts().to_dict(),
         "split": "dataset.split_by_speaker(test_size=0.2, seed=%d): no speaker/actor in both" % args.seed,
-        "augmentation": f"{args.copies} copy per training clip; {AUGMENTATION}",
+        "augmentation": f"{args.copies} copies per training clip; {augment.DESCRIPTION}",
         "failures": failures,
     }
     store = ModelStore(args.models)

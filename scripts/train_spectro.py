@@ -3,8 +3,8 @@
     .venv/bin/python scripts/train_spectro.py [--epochs 30] [--folds 5] [--out var/spectro]
 
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
-``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (one copy
-per training clip). The network (``spectro.build_keras``) sees random 1–3 s crops of
+``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
+per training clip, ``augment.random_copy``). The network (``spectro.build_keras``) sees random 1–3 s crops of
 the sounding frames' dB mel, with a frequency mask, a time mask and a ±2-band shift,
 class-balanced weights, Adam with cosine decay, a fixed number of epochs.
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=str(spectro.WEIGHTS))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out networks")
