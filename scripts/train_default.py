@@ -1,6 +1,6 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
-    .venv/bin/python scripts/train_spectro.py        # first: the spectrogram CNN (features schema st-4)
+    .venv/bin/python scripts/train_spectro.py        # first: the spectrogram CNN (features schema st-5)
     .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker

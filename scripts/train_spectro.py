@@ -1,4 +1,4 @@
-"""Train the spectrogram CNN whose logit is the learnt feature of schema st-4.
+"""Train the spectrogram CNN whose logit is the learnt feature of schema st-5.
 
     .venv/bin/python scripts/train_spectro.py [--epochs 30] [--folds 5] [--out var/spectro]
 
@@ -9,7 +9,7 @@ the sounding frames' dB mel, with a frequency mask, a time mask and a ±2-band s
 class-balanced weights, Adam with cosine decay, a fixed number of epochs.
 
 Writes:
-- ``singtalk/weights/spectro-st4.npz``: the network trained on every training clip
+- ``singtalk/weights/spectro-st5.npz``: the network trained on every training clip
   (the shipped feature extractor; NumPy weights, batch-norm folded);
 - ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
   training speakers each, so ``train_default.py --spectro-folds <out>`` can give

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "spectro-st4.npz"
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "spectro-st5.npz"
 N_BLOCKS = 4
 MIN_FRAMES = 2 ** N_BLOCKS
 """Shorter inputs are repeated up to this many frames (every pooling needs two)."""

@@ -53,7 +53,7 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
     assert F.spectro_feature(mel[:3]) == F.spectro_feature(mel[:3])
     assert np.isfinite(F.spectro_feature(mel[:3]))
     assert F.spectro_feature(mel[:0]) == 0.0
-    assert "spectro_logit" in F.FEATURE_NAMES and F.FEATURE_VERSION == "st-4"
+    assert "spectro_logit" in F.FEATURE_NAMES and F.FEATURE_VERSION == "st-5"
 
 
 def test_feature_in_pool_uses_sounding_frames_of_the_range():
