@@ -294,11 +294,16 @@ def prepare(y: np.ndarray, *, sr: int = SAMPLE_RATE, min_duration: float = MIN_D
     return trimmed
 
 
+def pcm16(y: np.ndarray) -> np.ndarray:
+    """Float samples as little-endian 16-bit PCM (clipped to ±1, NaN as 0)."""
+    return (np.clip(np.nan_to_num(y), -1.0, 1.0) * 32767.0).astype("<i2")
+
+
 def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
     """Write mono 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pcm = (np.clip(np.nan_to_num(y), -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm = pcm16(y)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as out:

@@ -68,10 +68,10 @@ def speed(y: np.ndarray, rate: float, sr: int) -> np.ndarray:
 
 def mp3_round_trip(y: np.ndarray, sr: int, kbps: int) -> np.ndarray:
     """``y`` encoded to MP3 at ``kbps`` and decoded again by ffmpeg (same rate, mono)."""
-    pcm = (np.clip(np.nan_to_num(y), -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
     encoded = subprocess.run(
         [audio.ffmpeg_binary(), "-v", "error", "-f", "s16le", "-ar", str(sr), "-ac", "1", "-i", "pipe:0",
-         "-b:a", f"{int(kbps)}k", "-f", "mp3", "pipe:1"], input=pcm, capture_output=True, check=True).stdout
+         "-b:a", f"{int(kbps)}k", "-f", "mp3", "pipe:1"], input=audio.pcm16(y).tobytes(), capture_output=True,
+        check=True, timeout=audio.DECODE_TIMEOUT_S).stdout
     return audio.decode(encoded, sr=sr)
 
 
