@@ -17,7 +17,6 @@ import platform
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,26 +97,26 @@ def bench_features(tmp: Path, repeats: int) -> None:
     import librosa
     from bench_features import paired, seed_way
 
-    from singtalk import features
+    from singtalk import features, spectro
 
     y = audio.decode(long_audio(30, tmp, name="clip30.wav"))
     stft = lambda: librosa.stft(y, n_fft=features.N_FFT, hop_length=features.HOP_LENGTH,  # noqa: E731
                                 win_length=features.WIN_LENGTH)
-    no_cnn = lambda mel: 0.0  # noqa: E731  (a stand-in network: the hand-crafted part alone)
+    no_cnn = {view: lambda spec: 0.0 for view in spectro.VIEWS}  # stand-in networks: the hand-crafted part alone
     ref_ms, fast = paired(stft, {
         "extract": lambda: features.extract(y, SR),
-        "hand": lambda: features.extract(y, SR, net=no_cnn),
+        "hand": lambda: features.extract(y, SR, nets=no_cnn),
         "windows": lambda: features.extract_windows(features.analyse(y, SR)),
-        "hand_windows": lambda: features.extract_windows(features.analyse(y, SR), net=no_cnn),
+        "hand_windows": lambda: features.extract_windows(features.analyse(y, SR), nets=no_cnn),
     }, repeats)
     _, seed = paired(stft, {"seed": lambda: seed_way(y, SR, features.HOP_LENGTH)}, max(3, repeats // 3))
-    row("features, 30 s clip: extract incl. the spectrogram CNN / one STFT", f"{fast['extract'][1]:.2f}x", "<= 3x",
+    row("features, 30 s clip: extract incl. the two spectrogram CNNs / one STFT", f"{fast['extract'][1]:.2f}x", "<= 3x",
         fast["extract"][1] <= 3, f"(STFT {ref_ms:.0f} ms, extract {fast['extract'][0]:.0f} ms, "
-                                  f"without the CNN {fast['hand'][0]:.0f} ms)")
+                                  f"without the CNNs {fast['hand'][0]:.0f} ms)")
     row("features, 30 s clip: extract, hand-crafted part (pitch incl.) / one STFT", f"{fast['hand'][1]:.2f}x",
         "<= 3x", fast["hand"][1] <= 3)
-    row("features, 30 s clip: analyse + 4 s windows incl. CNN / one STFT", f"{fast['windows'][1]:.2f}x",
-        "", None, "(the CNN runs once per window: 14 overlapping windows)")
+    row("features, 30 s clip: analyse + 4 s windows incl. CNNs / one STFT", f"{fast['windows'][1]:.2f}x",
+        "", None, "(the CNNs run once per window: 14 overlapping windows)")
     row("features, 30 s clip: analyse + 4 s windows, hand-crafted / one STFT", f"{fast['hand_windows'][1]:.2f}x",
         "<= 3x", fast["hand_windows"][1] <= 3)
     row("features, 30 s clip: seed's way (STFT per feature) / one STFT", f"{seed['seed'][1]:.2f}x", "(~12x)")

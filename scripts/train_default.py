@@ -1,7 +1,9 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
-    .venv/bin/python scripts/train_spectro.py        # first: the spectrogram CNN (features schema st-5)
-    .venv/bin/python scripts/train_default.py [--models models] [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
+    .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
+    .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-6)
+    .venv/bin/python scripts/train_default.py [--models models] [--head logit-sum|stack] [--jobs 2] [--copies 2]
+                                              [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
 (``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
@@ -9,13 +11,14 @@ extract its features; for TRAINING clips only add ``--copies`` augmented version
 each (``augment.random_copy``: random gain, white/pink noise, a random crop, sometimes a
 telephone band or a room reverb; every second copy also played 0.84–1.19× as fast,
 some of those through MP3). The
-``spectro_logit`` feature of training rows comes from the fold network of
-``train_spectro.py`` that never heard the speaker (stacking without leakage); test
-rows get the shipped network's. Train ``--ensemble`` MLPs (seeds 0..k-1) with
-``model.train`` (validation grouped by speaker) and average them into one model;
-evaluate on the test split (overall, per source, and its RAVDESS part: actors never
+``spectro_logit`` and ``harmonic_logit`` features of training rows come from the fold
+networks of ``train_spectro.py`` that never heard the speaker (stacking without
+leakage); test rows get the shipped networks'. The head: ``logit-sum`` (default) is a
+Keras MLP computing sigmoid(sum of the two logits) exactly (:func:`logit_sum_model`);
+``stack`` trains ``--ensemble`` MLPs on all features (seeds 0..k-1) with ``model.train``
+(validation grouped by speaker) and averages them into one model. Evaluate on the test split (overall, per source, and its RAVDESS part: actors never
 seen in training) and, unless ``--no-loso``, leave-one-source-out (train without
-source S, with every spectro logit from a network trained without S; test on S).
+source S, with every learnt logit from networks trained without S; test on S).
 
 Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
 and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),
@@ -43,6 +46,8 @@ from singtalk import atomic, augment, config, dataset  # noqa: E402
 
 CLASSES = ("singing", "talking")
 HOLDOUT_SOURCE = "ravdess"
+VIEW_COLUMNS = {"mel": "spectro_logit", "harmonic": "harmonic_logit"}
+"""The feature each spectrogram view's network gives."""
 def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
@@ -70,25 +75,61 @@ def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -
     return analysed, ""
 
 
-def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], list[np.ndarray], str]:
-    """``(path, copies, seed)`` → ([clean vector, augmented vectors...], their spectrogram-network inputs, error)."""
-    from singtalk import features
+def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
+    """``(path, copies, seed)`` → ([clean vector, augmented vectors...], {view: their spectrogram-network
+    inputs}, error)."""
+    from singtalk import features, spectro
 
     analysed, error = analysed_copies(task)
     return ([features.pool(f) for f in analysed],
-            [features.spectro_input(f).astype(np.float16) for f in analysed], error)
+            {view: [features.spectro_input(f, view=view).astype(np.float16) for f in analysed]
+             for view in spectro.VIEWS}, error)
 
 
-def set_spectro_logits(table: pd.DataFrame, mels: list[np.ndarray], rows: np.ndarray, net) -> None:
-    """Recompute the ``spectro_logit`` column of ``rows`` (positions in ``table``) with ``net``."""
+def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.ndarray, net, view: str) -> None:
+    """Recompute the ``view`` network's column of ``rows`` (positions in ``table``) with ``net``."""
     from singtalk.features import spectro_feature
 
-    column = table.columns.get_loc("spectro_logit")
-    table.iloc[rows, column] = [spectro_feature(mels[r].astype(np.float32), net) for r in rows]
+    column = table.columns.get_loc(VIEW_COLUMNS[view])
+    table.iloc[rows, column] = [spectro_feature(inputs[r].astype(np.float32), net, view=view) for r in rows]
 
 
 # -- training and evaluation ----------------------------------------------------
-def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1):
+HEADS = ("logit-sum", "stack")
+"""``logit-sum``: p(singing) = sigmoid(sum of the two networks' logits), written as a Keras MLP (the default:
+chosen by speaker cross-validation); ``stack``: MLPs trained on all 160 features."""
+
+
+def logit_sum_model(scaler, names: list[str], train_config):
+    """A Keras MLP (input → Dense ReLU → Dense softmax) whose "singing" logit is exactly the sum of the
+    spectrogram networks' logits (``VIEW_COLUMNS``): the hidden layer undoes their MinMax scaling as
+    ReLU(+logit) and ReLU(−logit), the output adds them up (z = ReLU(z) − ReLU(−z)); every other feature has
+    weight 0. An ordinary trainable model: retraining fine-tunes it like any other (and may give the
+    hand-crafted features weight)."""
+    from singtalk.model import _make_optimizer, _tf
+
+    tf = _tf()
+    hidden = np.zeros((len(names), 2 * len(VIEW_COLUMNS)), np.float32)
+    hidden_bias = np.zeros(2 * len(VIEW_COLUMNS), np.float32)
+    out = np.zeros((2 * len(VIEW_COLUMNS), len(CLASSES)), np.float32)
+    for k, column in enumerate(VIEW_COLUMNS.values()):
+        i = names.index(column)
+        span, low = float(scaler.max_[i] - scaler.min_[i]), float(scaler.min_[i])  # logit = scaled · span + low
+        for j, sign in ((2 * k, 1.0), (2 * k + 1, -1.0)):
+            hidden[i, j], hidden_bias[j] = sign * span, sign * low
+            out[j, CLASSES.index("singing")] = sign
+    inputs = tf.keras.Input(shape=(len(names),), name="features")
+    x = tf.keras.layers.Dense(hidden.shape[1], activation="relu", name="dense_1")(inputs)
+    outputs = tf.keras.layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    model = tf.keras.Model(inputs, outputs, name="singtalk_classifier")
+    model.get_layer("dense_1").set_weights([hidden, hidden_bias])
+    model.get_layer("probabilities").set_weights([out, np.zeros(len(CLASSES), np.float32)])
+    model.compile(optimizer=_make_optimizer(train_config.optimizer, train_config.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack"):
     """Scaler + model; with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
     (``model.average_models``); the result's history and epochs are the first member's."""
     import dataclasses
@@ -99,6 +140,11 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1):
     from singtalk.scaling import MinMaxScaling
 
     scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
+    if head == "logit-sum":
+        from singtalk.model import TrainResult
+
+        return TrainResult(model=logit_sum_model(scaler, names, train_config), history={}, config=train_config,
+                           class_names=list(CLASSES), n_train=len(train)), scaler
     X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
     members = [train_model(X, y, list(CLASSES), train_config.replace(seed=train_config.seed + k), groups=groups)
                for k in range(max(1, ensemble))]
@@ -137,7 +183,7 @@ def relative(path: str, root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     from singtalk.features import FEATURE_NAMES, FEATURE_VERSION
     from singtalk.model import TrainConfig
-    from singtalk.spectro import SpectroNet
+    from singtalk.spectro import VIEWS, SpectroNet
     from singtalk.registry import ModelStore, make_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -147,14 +193,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=2, help="augmented copies per training clip")
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model")
-    parser.add_argument("--spectro-folds", default="var/spectro",
-                        help="folder written by scripts/train_spectro.py (fold and leave-one-source-out networks)")
+    parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model (stack)")
+    parser.add_argument("--head", choices=HEADS, default="logit-sum",
+                        help="the classifier over the features (see HEADS); default: chosen by speaker CV")
+    parser.add_argument("--spectro-folds", default="var/spectro-{view}",
+                        help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
+                             "networks); {view} stands for the view")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    spectro_dir = Path(args.spectro_folds)
-    if not (spectro_dir / "folds.json").is_file():
-        print(f"error: {spectro_dir}/folds.json is missing: run scripts/train_spectro.py first", file=sys.stderr)
+    fold_dirs = {view: Path(args.spectro_folds.format(view=view)) for view in VIEWS}
+    fold_infos = {}
+    for view, folder in fold_dirs.items():
+        if not (folder / "folds.json").is_file():
+            print(f"error: {folder}/folds.json is missing: run scripts/train_spectro.py --view {view} first",
+                  file=sys.stderr)
+            return 2
+        fold_infos[view] = json.loads((folder / "folds.json").read_text())
+    fold_info = fold_infos[VIEWS[0]]
+    if any(info["fold_of_speaker"] != fold_info["fold_of_speaker"] for info in fold_infos.values()):
+        print("error: the views' networks were trained on different folds (other data or seed?)", file=sys.stderr)
         return 2
 
     data_dir = Path(args.data) if args.data else config.data_dir()
@@ -168,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
 
     names = list(FEATURE_NAMES)
-    rows, failures, mels = [], [], []
+    rows, failures, inputs = [], [], {view: [] for view in VIEWS}
     groups = dataset.speaker_groups(labelled)
-    for i, (vectors, clip_mels, error) in enumerate(outputs):
-        mels += clip_mels
+    for i, (vectors, clip_inputs, error) in enumerate(outputs):
+        for view in VIEWS:
+            inputs[view] += clip_inputs[view]
         meta = labelled.iloc[i]
         if error:
             failures.append({"path": relative(meta["path"], data_dir), "error": error})
@@ -182,21 +240,21 @@ def main(argv: list[str] | None = None) -> int:
                          "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
     table = pd.DataFrame(rows)
     table["path"] = [relative(p, data_dir) for p in table["path"]]
-    fold_info = json.loads((spectro_dir / "folds.json").read_text())
     fold = table["group"].map(fold_info["fold_of_speaker"])
     is_train = (table["split"] == "train").to_numpy()
     if fold[is_train].isna().any():
         print("error: the spectrogram folds do not cover these training speakers (other data or seed?)", file=sys.stderr)
         return 2
-    for k in range(int(fold_info["folds"])):  # training rows: logits of a network that never heard the speaker
-        set_spectro_logits(table, mels, np.flatnonzero(is_train & (fold == k).to_numpy()),
-                           SpectroNet.load(spectro_dir / f"fold{k}.npz"))
+    for view in VIEWS:
+        for k in range(int(fold_info["folds"])):  # training rows: logits of networks that never heard the speaker
+            set_spectro_logits(table, inputs[view], np.flatnonzero(is_train & (fold == k).to_numpy()),
+                               SpectroNet.load(fold_dirs[view] / f"fold{k}.npz"), view)
     train_all = table[table["split"] == "train"].reset_index(drop=True)
     test = table[table["split"] == "test"].reset_index(drop=True)
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config, args.ensemble)
+    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -206,18 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     loso = {}
     if not args.no_loso:
         for source in sorted(table["source"].unique()):
-            net_path = spectro_dir / f"without_{source}.npz"
-            if not net_path.is_file():
-                print(f"  without {source}: {net_path} missing (train_spectro.py --no-loso?); skipped", flush=True)
+            net_paths = {view: fold_dirs[view] / f"without_{source}.npz" for view in VIEWS}
+            missing = [str(path) for path in net_paths.values() if not path.is_file()]
+            if missing:
+                print(f"  without {source}: {', '.join(missing)} missing (train_spectro.py --no-loso?); skipped",
+                      flush=True)
                 continue
-            table_s = table.copy()  # every logit from a network that never heard this source
-            set_spectro_logits(table_s, mels, np.arange(len(table_s)), SpectroNet.load(net_path))
+            table_s = table.copy()  # every logit from networks that never heard this source
+            for view, path in net_paths.items():
+                set_spectro_logits(table_s, inputs[view], np.arange(len(table_s)), SpectroNet.load(path), view)
             clean = table_s[~table_s["augmented"]]
             train_s = table_s[(table_s["source"] != source)]
             train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
             if train_s["label"].nunique() < 2:
                 continue
-            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble)
+            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble, args.head)
             loso[source] = evaluate(res_s, scaler_s, clean[clean["source"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
@@ -239,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=list(CLASSES),
                              metrics=metrics, trained_on=trained_on, config=train_config.to_dict(),
                              history=result.history)
-    metadata["config"]["ensemble"] = args.ensemble
+    metadata["config"]["ensemble"] = args.ensemble if args.head == "stack" else 1
+    metadata["config"]["head"] = args.head
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"

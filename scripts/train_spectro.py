@@ -1,15 +1,18 @@
-"""Train the spectrogram CNN whose logit is the learnt feature of schema st-5.
+"""Train a spectrogram CNN whose logit is a learnt feature of schema st-6.
 
-    .venv/bin/python scripts/train_spectro.py [--epochs 30] [--folds 5] [--out var/spectro]
+    .venv/bin/python scripts/train_spectro.py --view mel       [--epochs 30] [--folds 5] [--out var/spectro-mel]
+    .venv/bin/python scripts/train_spectro.py --view harmonic  [--epochs 30] [--folds 5] [--out var/spectro-harmonic]
 
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
 ``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
 per training clip, ``augment.random_copy``). The network (``spectro.build_keras``) sees random 1–3 s crops of
-the sounding frames' dB mel, with a frequency mask, a time mask and a ±2-band shift,
+the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128
+log-spaced bands 80 Hz–4 kHz), with a frequency mask (< 1/8 of the bands), a time mask
+and a shift of ±1/32 of the bands,
 class-balanced weights, Adam with cosine decay, a fixed number of epochs.
 
 Writes:
-- ``singtalk/weights/spectro-st5.npz``: the network trained on every training clip
+- ``singtalk/weights/spectro-st6-<view>.npz``: the network trained on every training clip
   (the shipped feature extractor; NumPy weights, batch-norm folded);
 - ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
   training speakers each, so ``train_default.py --spectro-folds <out>`` can give
@@ -24,6 +27,7 @@ Writes:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -43,37 +47,40 @@ from singtalk import atomic, config, dataset, spectro  # noqa: E402
 CLASSES = ("singing", "talking")
 
 
-def clip_mels(task: tuple[str, int, int]) -> list[np.ndarray]:
-    """``(path, copies, seed)`` → sounding dB mel of the clip and of its augmented copies (float16)."""
+def clip_inputs(task: tuple[str, int, int], view: str = "mel") -> list[np.ndarray]:
+    """``(path, copies, seed)`` → the ``view`` network's input (sounding dB spectrogram, float16) of the clip
+    and of its augmented copies."""
     from train_default import analysed_copies
 
     from singtalk import features
 
-    return [features.spectro_input(frames).astype(np.float16) for frames in analysed_copies(task, require_sound=False)[0]]
+    return [features.spectro_input(frames, view=view).astype(np.float16)
+            for frames in analysed_copies(task, require_sound=False)[0]]
 
 
 def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """A ``length``-frame crop (short inputs repeated) with a frequency mask, a time mask and a band shift."""
+    bands = x.shape[1]
     if x.shape[0] < length:
         x = np.tile(x, (int(np.ceil(length / x.shape[0])), 1))
     start = int(rng.integers(0, x.shape[0] - length + 1))
     x = x[start: start + length].copy()
-    width = int(rng.integers(0, 8))
-    f0 = int(rng.integers(0, 64 - width))
+    width = int(rng.integers(0, bands // 8))
+    f0 = int(rng.integers(0, bands - width))
     x[:, f0: f0 + width] = 0.0
     width = int(rng.integers(0, length // 8))
     t0 = int(rng.integers(0, length - width))
     x[t0: t0 + width] = 0.0
-    return np.roll(x, int(rng.integers(-2, 3)), axis=1)
+    return np.roll(x, int(rng.integers(-(bands // 32), bands // 32 + 1)), axis=1)
 
 
 def train_network(inputs: list[np.ndarray], y: np.ndarray, *, epochs: int, seed: int):
-    """A Keras ``spectro.build_keras`` network trained on normalised mels ``inputs`` (labels 1 = singing)."""
+    """A Keras ``spectro.build_keras`` network trained on normalised spectrograms ``inputs`` (labels 1 = singing)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = spectro.build_keras()
+    model = spectro.build_keras(bands=inputs[0].shape[1])
     steps = epochs * int(np.ceil(len(inputs) / 32))
     model.compile(tf.keras.optimizers.Adam(tf.keras.optimizers.schedules.CosineDecay(2e-3, steps)),
                   tf.keras.losses.BinaryCrossentropy(from_logits=True))
@@ -105,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default="var/spectro")
-    parser.add_argument("--weights", default=str(spectro.WEIGHTS))
+    parser.add_argument("--view", choices=spectro.VIEWS, default="mel")
+    parser.add_argument("--out", default=None, help="default: var/spectro-<view>")
+    parser.add_argument("--weights", default=None, help="default: the shipped file of the view (spectro.WEIGHTS)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--copies", type=int, default=2)
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out networks")
     args = parser.parse_args(argv)
+    args.out = args.out or f"var/spectro-{args.view}"
+    args.weights = args.weights or str(spectro.WEIGHTS[args.view])
     started = time.perf_counter()
 
     data_dir = Path(args.data) if args.data else config.data_dir()
@@ -122,12 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(p, 0 if t else args.copies, args.seed * 100003 + i)  # the same seeds as train_default
              for i, (p, t) in enumerate(zip(labelled["path"], test_mask))]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        outputs = list(pool.map(clip_mels, tasks, chunksize=8))
+        outputs = list(pool.map(functools.partial(clip_inputs, view=args.view), tasks, chunksize=8))
     clip, raw = [], []
     for i, out in enumerate(outputs):
         clip += [i] * len(out)
         raw += out
-    mels = [spectro.normalise(m) for m in raw]
+    inputs = [spectro.normalise(m) for m in raw]
     clip = np.asarray(clip)
     y = (labelled["label"].to_numpy()[clip] == "singing").astype(np.float32)
     speakers = dataset.speaker_groups(labelled)[clip]
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     is_test = test_mask[clip]
     first = np.r_[True, clip[1:] != clip[:-1]]  # the clean (un-augmented) row of each clip
     train_idx = np.flatnonzero(~is_test)
-    print(f"{len(labelled)} clips, {len(mels)} inputs; mels in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"{len(labelled)} clips, {len(inputs)} inputs; spectrograms in {time.perf_counter() - started:.0f} s", flush=True)
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  groups[train_clips])):
         fold_of_speaker.update({str(g): k for g in groups[train_clips][held]})
     fold = np.array([fold_of_speaker.get(str(g), -1) for g in speakers])
-    oof = np.full(len(mels), np.nan)
+    oof = np.full(len(inputs), np.nan)
     for k in range(args.folds):
         fit_idx = train_idx[fold[train_idx] != k]
-        model = train_network([mels[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
+        model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
         weights = spectro.export(model)
         np.savez(out_dir / f"fold{k}.npz", **weights)
         net = spectro.SpectroNet(weights)
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(out_dir / "folds.json", {"folds": args.folds, "seed": args.seed,
                                                "fold_of_speaker": fold_of_speaker})
 
-    model = train_network([mels[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
+    model = train_network([inputs[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
     weights = spectro.export(model)
     with atomic.atomic_path(args.weights) as tmp:
         with open(tmp, "wb") as fh:
@@ -169,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     test_idx = np.flatnonzero(is_test)
     test_logits = np.array([net(raw[i]) for i in test_idx])
     clean_train = train_idx[first[train_idx]]
-    report = {"epochs": args.epochs, "inputs": len(mels), "seconds": round(time.perf_counter() - started),
+    report = {"view": args.view, "epochs": args.epochs, "inputs": len(inputs), "seconds": round(time.perf_counter() - started),
               "out_of_fold_training_speakers": scores(y[clean_train], oof[clean_train], sources[clean_train]),
               "test_split": scores(y[test_idx], test_logits, sources[test_idx])}
     if not args.no_loso:
         report["leave_one_source_out"] = {}
         for source in np.unique(sources):
             fit_idx = np.flatnonzero(sources != source)
-            model = train_network([mels[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
+            model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
             weights = spectro.export(model)
             np.savez(out_dir / f"without_{source}.npz", **weights)
             net = spectro.SpectroNet(weights)

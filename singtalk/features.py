@@ -7,9 +7,11 @@ zero-crossing rate and an autocorrelation pitch track (Boersma's window-normalis
 ACF taken from the same power spectrum). :func:`pool` summarises any frame range
 into one vector of :data:`N_FEATURES` numbers named by :data:`FEATURE_NAMES`, so
 sliding windows over long audio (:func:`extract_windows`) cost one analysis. The
-last feature, ``spectro_logit``, is learnt: the logit of a small spectrogram CNN
-(:mod:`singtalk.spectro`, shipped weights, run in NumPy) over the range's sounding
-mel frames; the schema version names those weights.
+last two features are learnt: ``spectro_logit`` and ``harmonic_logit`` are the logits
+of two small spectrogram CNNs (:mod:`singtalk.spectro`, shipped weights, run in
+NumPy) over the range's sounding frames of the dB mel and of a log-frequency
+spectrogram (128 bands, 80 Hz–4 kHz) fine enough to show the voice's harmonics; the
+schema version names those weights.
 
 Every feature is a log, a ratio or a shape measure of a spectrum normalised by the
 clip's RMS, so a gain change leaves it unchanged; chroma is rotated so its strongest
@@ -31,13 +33,16 @@ from . import spectro
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-5"
+FEATURE_VERSION = "st-6"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048
 WIN_LENGTH = 1024
 HOP_LENGTH = 160
 N_MELS = 64
+N_LOGF_BANDS = 128
+LOGF_RANGE_HZ = (80.0, 4000.0)
+"""The harmonic view: log-spaced triangular bands (~23 per octave), none narrower than ±1 FFT bin."""
 N_MFCC = 20
 N_CHROMA = 12
 N_CONTRAST_BANDS = 6
@@ -106,7 +111,7 @@ def _names() -> tuple[str, ...]:
     names += [f"voiced_contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1)]
     names += ["voiced_log10_flatness_mean", "voiced_log2_centroid_mean"]
     names += ["long_run_fraction", "voiced_run_p50", "voiced_run_max", "onsets_per_s"]
-    names += ["spectro_logit"]
+    names += ["spectro_logit", "harmonic_logit"]
     return tuple(names)
 
 
@@ -124,6 +129,7 @@ class Frames:
     sr: int
     hop: int
     mel_db: np.ndarray        # (n, 64) dB mel power (of the RMS-normalised signal)
+    logf_db: np.ndarray       # (n, 128) dB power on log-spaced bands 80 Hz–4 kHz (the harmonic view)
     mfcc: np.ndarray          # (n, 20) from dB mel power
     dmfcc: np.ndarray         # (n, 20) regression delta, ±2 frames
     chroma: np.ndarray        # (n, 12) per-frame max-normalised, C first
@@ -160,6 +166,20 @@ class Frames:
 
 
 # -- constant matrices ----------------------------------------------------------
+def logfreq_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """``(n_fft//2 + 1, N_LOGF_BANDS)`` triangular bands, log-spaced centres in ``LOGF_RANGE_HZ``, each summing to 1."""
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    lo_hz, hi_hz = LOGF_RANGE_HZ
+    centres = lo_hz * (hi_hz / lo_hz) ** (np.arange(N_LOGF_BANDS + 2) / (N_LOGF_BANDS + 1))
+    bin_width = sr / n_fft
+    bank = np.zeros((len(freqs), N_LOGF_BANDS), dtype=np.float32)
+    for k in range(N_LOGF_BANDS):
+        centre = centres[k + 1]
+        lo, hi = min(centres[k], centre - bin_width), max(centres[k + 2], centre + bin_width)
+        bank[:, k] = np.maximum(0.0, np.minimum((freqs - lo) / (centre - lo), (hi - freqs) / (hi - centre)))
+    return bank / bank.sum(axis=0, keepdims=True)
+
+
 @lru_cache(maxsize=4)
 def _constants(sr: int):
     import librosa
@@ -197,8 +217,10 @@ def _constants(sr: int):
     win_norm = (win_acf[0] / win_acf[lag_lo - 1: lag_hi + 2]).astype(np.float32)
     lags = np.arange(lag_lo, lag_hi + 1)
     octave_penalty = (OCTAVE_COST * np.log2(lags / lag_lo)).astype(np.float32)
+    logf = logfreq_filterbank(sr)
+    logf = logf[: int(np.flatnonzero(logf.any(axis=1))[-1]) + 1]  # no weight from 4 kHz up: skip those bins
     return {
-        "window": window, "mel": np.ascontiguousarray(mel.T), "chroma": np.ascontiguousarray(chroma.T),
+        "window": window, "mel": np.ascontiguousarray(mel.T), "logf": logf, "chroma": np.ascontiguousarray(chroma.T),
         "dct": np.ascontiguousarray(dct.T), "freqs": freqs.astype(np.float32), "bands": bands,
         "n_pitch": n_pitch, "lag_lo": lag_lo, "lag_hi": lag_hi, "win_norm": win_norm,
         "octave_penalty": octave_penalty, "pitch_taper": pitch_taper,
@@ -222,6 +244,7 @@ def _spectral_block(frames: np.ndarray, c: dict, sr: int, prev_mel_db: np.ndarra
     energy = power.sum(axis=1)
 
     mel_db = 10.0 * np.log10(np.maximum(power @ c["mel"], _AMIN))
+    logf_db = 10.0 * np.log10(np.maximum(power[:, : len(c["logf"])] @ c["logf"], _AMIN))
     mfcc = mel_db @ c["dct"]
     previous = mel_db[:1] if prev_mel_db is None else prev_mel_db[None, :]
     flux = np.maximum(np.diff(mel_db, axis=0, prepend=previous), 0.0).mean(axis=1)
@@ -279,6 +302,7 @@ def _spectral_block(frames: np.ndarray, c: dict, sr: int, prev_mel_db: np.ndarra
         "energy": energy, "mfcc": mfcc, "flux": flux, "chroma": chroma, "contrast": contrast,
         "log2_centroid": np.log2(np.maximum(centroid, 1.0)), "log2_rolloff": np.log2(np.maximum(rolloff, 1.0)),
         "log10_flatness": log_flat, "f0": f0, "periodicity": periodicity, "mel_db": mel_db,
+        "logf_db": logf_db,
     }
 
 
@@ -403,7 +427,7 @@ def analyse(y: np.ndarray, sr: int = SAMPLE_RATE) -> Frames:
     pitch = _pitch_tracks(f0, voiced, frame_rate)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return Frames(
-        sr=sr, hop=HOP_LENGTH, mel_db=f32(tracks["mel_db"]),
+        sr=sr, hop=HOP_LENGTH, mel_db=f32(tracks["mel_db"]), logf_db=f32(tracks["logf_db"]),
         mfcc=f32(tracks["mfcc"]), dmfcc=f32(_delta(tracks["mfcc"])), chroma=f32(tracks["chroma"]),
         contrast=f32(tracks["contrast"]), log2_rolloff=f32(tracks["log2_rolloff"]),
         log2_centroid=f32(tracks["log2_centroid"]), zcr=_zcr(y_padded, n_frames),
@@ -530,25 +554,32 @@ def _contour_features(fr: Frames, sl: slice, n_sounding: int) -> list[float]:
     return out
 
 
-def spectro_input(frames: Frames, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """The spectrogram network's input for frames ``[start, stop)``: the dB mel of its sounding frames."""
+VIEW_TRACKS = {"mel": "mel_db", "harmonic": "logf_db"}
+"""The :class:`Frames` track each spectrogram view (:data:`spectro.VIEWS`) reads."""
+
+
+def spectro_input(frames: Frames, start: int = 0, stop: int | None = None, *, view: str = "mel") -> np.ndarray:
+    """The ``view`` network's input for frames ``[start, stop)``: that dB spectrogram's sounding frames."""
     sl = slice(start, frames.n_frames if stop is None else stop)
-    return frames.mel_db[sl][frames.sounding[sl]]
+    return getattr(frames, VIEW_TRACKS[view])[sl][frames.sounding[sl]]
 
 
-def spectro_feature(mel_db: np.ndarray, net=None) -> float:
-    """The ``spectro_logit`` feature: the network's logit (0 for no frames), clipped to ±SPECTRO_CLIP."""
-    if len(mel_db) == 0:
+def spectro_feature(spec_db: np.ndarray, net=None, *, view: str = "mel") -> float:
+    """A learnt feature: the ``view`` network's logit (0 for no frames), clipped to ±SPECTRO_CLIP.
+
+    ``net`` replaces the shipped network of that view (:func:`spectro.default_net`)."""
+    if len(spec_db) == 0:
         return 0.0
-    return float(np.clip((net or spectro.default_net())(mel_db), -SPECTRO_CLIP, SPECTRO_CLIP))
+    return float(np.clip((net or spectro.default_net(view))(spec_db), -SPECTRO_CLIP, SPECTRO_CLIP))
 
 
-def pool(frames: Frames, start: int = 0, stop: int | None = None, *, net=None) -> np.ndarray:
+def pool(frames: Frames, start: int = 0, stop: int | None = None, *, nets=None) -> np.ndarray:
     """Summarise frames ``[start, stop)`` into a ``(N_FEATURES,)`` float32 vector (always finite).
 
     Spectral statistics use only the sounding frames of the range; a range with
-    none gives zeros there. ``net`` replaces the shipped spectrogram network
-    (:func:`spectro.default_net`); the training script uses it for out-of-fold logits.
+    none gives zeros there. ``nets`` (view → network) replaces shipped spectrogram
+    networks (:func:`spectro.default_net`); the training script uses it for
+    out-of-fold logits, the benchmark for the hand-crafted part alone.
     """
     sl = slice(start, frames.n_frames if stop is None else stop)
     snd = frames.sounding[sl]
@@ -566,7 +597,9 @@ def pool(frames: Frames, start: int = 0, stop: int | None = None, *, net=None) -
     parts.append(_pitch_features(frames, sl, n_sounding))
     parts.append(_rhythm_features(frames, sl))
     parts.append(_contour_features(frames, sl, n_sounding))
-    parts.append([spectro_feature(frames.mel_db[sl][snd], net)])
+    nets = nets or {}
+    parts.append([spectro_feature(spectro_input(frames, start, stop, view=view), nets.get(view), view=view)
+                  for view in spectro.VIEWS])
     vector = np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in parts])
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
@@ -579,13 +612,13 @@ def require_sound(frames: Frames) -> Frames:
     return frames
 
 
-def extract(y: np.ndarray, sr: int = SAMPLE_RATE, *, net=None) -> np.ndarray:
+def extract(y: np.ndarray, sr: int = SAMPLE_RATE, *, nets=None) -> np.ndarray:
     """Feature vector ``(N_FEATURES,)`` of a whole clip.
 
     Raises :class:`SilentAudio` (nothing audible) or :class:`TooShort` (less than
     0.5 s of sounding frames).
     """
-    return pool(require_sound(analyse(y, sr)), net=net)
+    return pool(require_sound(analyse(y, sr)), nets=nets)
 
 
 def window_bounds(n_frames: int, *, window_s: float = 4.0, hop_s: float = 2.0,
@@ -607,14 +640,14 @@ def window_bounds(n_frames: int, *, window_s: float = 4.0, hop_s: float = 2.0,
     return [(int(a), int(a) + width) for a in starts]
 
 
-def extract_windows(frames: Frames, *, window_s: float = 4.0, hop_s: float = 2.0, net=None
+def extract_windows(frames: Frames, *, window_s: float = 4.0, hop_s: float = 2.0, nets=None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of sliding windows: ``spans`` (k, 2) in seconds, ``X`` (k, N_FEATURES), ``ok`` (k,) bool.
 
     ``ok`` is False for windows with less than 0.5 s of sounding frames.
     """
     bounds = window_bounds(frames.n_frames, window_s=window_s, hop_s=hop_s, frame_rate=frames.frame_rate)
-    X = np.stack([pool(frames, a, b, net=net) for a, b in bounds])
+    X = np.stack([pool(frames, a, b, nets=nets) for a, b in bounds])
     spans = np.asarray(bounds, dtype=np.float64) / frames.frame_rate
     min_frames = MIN_SOUND_S * frames.frame_rate
     ok = np.array([frames.sounding[a:b].sum() >= min_frames for a, b in bounds], dtype=bool)

@@ -1,12 +1,19 @@
-"""The learnt feature: a small spectrogram CNN, run in NumPy.
+"""The learnt features: two small spectrogram CNNs, run in NumPy.
 
-The network reads the dB mel spectrogram of the sounding frames (the same 64-band
-mel the MFCCs come from), normalised by its own mean so gain does not matter, and
-gives one logit for "singing". Four blocks of 3×3 convolution (batch-norm folded in)
+Each network reads one view of the sounding frames' dB power spectrum, normalised by
+its own mean so gain does not matter, and gives one logit for "singing":
+
+- ``mel``: the 64-band mel the MFCCs come from (timbre, formants, up to 8 kHz);
+- ``harmonic``: 128 log-spaced bands from 80 Hz to 4 kHz (~23 per octave), fine
+  enough to resolve the voice's harmonics, so held notes, vibrato and gliding
+  speech intonation show as shapes a convolution can learn (a pitch change is a
+  shift along the frequency axis).
+
+Both have the same architecture: four blocks of 3×3 convolution (batch-norm folded in)
 + ReLU + 2×2 max-pooling, a mean over frequency, a 3-frame 1-D convolution + ReLU,
-mean- and max-pooling over time, and a dense layer. It is trained once by
-``scripts/train_spectro.py`` in Keras; :func:`export` folds and saves its weights
-and :class:`SpectroNet` runs them with NumPy, so feature extraction needs no
+mean- and max-pooling over time, and a dense layer. Each is trained once by
+``scripts/train_spectro.py --view VIEW`` in Keras; :func:`export` folds and saves its
+weights and :class:`SpectroNet` runs them with NumPy, so feature extraction needs no
 TensorFlow (worker processes stay light) and is deterministic.
 
 The weights are part of the feature schema: ``features.FEATURE_VERSION`` names them.
@@ -20,7 +27,9 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "spectro-st5.npz"
+VIEWS = ("mel", "harmonic")
+"""The spectrogram views, in feature order (``spectro_logit``, ``harmonic_logit``)."""
+WEIGHTS = {view: Path(__file__).resolve().parent / "weights" / f"spectro-st6-{view}.npz" for view in VIEWS}
 N_BLOCKS = 4
 MIN_FRAMES = 2 ** N_BLOCKS
 """Shorter inputs are repeated up to this many frames (every pooling needs two)."""
@@ -28,9 +37,9 @@ DB_SCALE = 20.0
 BN_EPSILON = 1e-3  # Keras' BatchNormalization default
 
 
-def normalise(mel_db: np.ndarray) -> np.ndarray:
-    """``(T, 64)`` dB mel → the network's input: minus its mean, over ``DB_SCALE``."""
-    x = np.asarray(mel_db, dtype=np.float32)
+def normalise(spec_db: np.ndarray) -> np.ndarray:
+    """``(T, bands)`` dB spectrogram → the network's input: minus its mean, over ``DB_SCALE``."""
+    x = np.asarray(spec_db, dtype=np.float32)
     return (x - x.mean()) / np.float32(DB_SCALE)
 
 
@@ -59,7 +68,7 @@ def _channel_first_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 class SpectroNet:
-    """The exported network: ``net(mel_db)`` → logit (float) of the clip being sung."""
+    """The exported network: ``net(spec_db)`` → logit (float) of the clip being sung (any number of bands)."""
 
     def __init__(self, weights: dict[str, np.ndarray]):
         self.blocks = [(_channel_first_kernel(weights[f"conv{i}_kernel"]),
@@ -68,12 +77,12 @@ class SpectroNet:
         self.dense = (weights["dense_kernel"].astype(np.float32), weights["dense_bias"].astype(np.float32))
 
     @classmethod
-    def load(cls, path: str | Path = WEIGHTS) -> "SpectroNet":
+    def load(cls, path: str | Path) -> "SpectroNet":
         with np.load(path) as data:
             return cls({k: data[k] for k in data.files})
 
-    def __call__(self, mel_db: np.ndarray) -> float:
-        x = normalise(mel_db)
+    def __call__(self, spec_db: np.ndarray) -> float:
+        x = normalise(spec_db)
         if x.shape[0] < MIN_FRAMES:
             x = np.tile(x, (int(np.ceil(MIN_FRAMES / max(x.shape[0], 1))), 1))
         x = x[None]  # channel-first (C, T, F)
@@ -89,22 +98,23 @@ class SpectroNet:
         return float(pooled @ kernel[:, 0] + bias[0])
 
 
-@lru_cache(maxsize=1)
-def default_net() -> SpectroNet:
-    """The shipped network (loaded once per process)."""
-    if not WEIGHTS.is_file():
-        raise FileNotFoundError(f"The spectrogram network's weights are missing: {WEIGHTS}")
-    return SpectroNet.load(WEIGHTS)
+@lru_cache(maxsize=len(VIEWS))
+def default_net(view: str = "mel") -> SpectroNet:
+    """The shipped network of ``view`` (loaded once per process)."""
+    path = WEIGHTS[view]
+    if not path.is_file():
+        raise FileNotFoundError(f"The {view} spectrogram network's weights are missing: {path}")
+    return SpectroNet.load(path)
 
 
 # -- Keras side (training script and tests only) ------------------------------------
-def build_keras(dropout: float = 0.3):
-    """The same network in Keras, for training: input ``(batch, T, 64)`` normalised, output logit."""
+def build_keras(bands: int = 64, dropout: float = 0.3):
+    """The same network in Keras, for training: input ``(batch, T, bands)`` normalised, output logit."""
     import tensorflow as tf
 
     layers = tf.keras.layers
-    inputs = tf.keras.Input((None, 64))
-    x = layers.Reshape((-1, 64, 1))(inputs)
+    inputs = tf.keras.Input((None, bands))
+    x = layers.Reshape((-1, bands, 1))(inputs)
     for i, channels in enumerate((16, 32, 64, 64)):
         x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"bn{i}")(x)
