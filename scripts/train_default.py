@@ -43,11 +43,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from singtalk import atomic, augment, config, dataset  # noqa: E402
+from singtalk.features import VIEW_FEATURES  # noqa: E402
 
 CLASSES = ("singing", "talking")
 HOLDOUT_SOURCE = "ravdess"
-VIEW_COLUMNS = {"mel": "spectro_logit", "harmonic": "harmonic_logit"}
-"""The feature each spectrogram view's network gives."""
 def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
@@ -75,13 +74,19 @@ def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -
     return analysed, ""
 
 
-def clip_features(task: tuple[str, int, int]) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
+def _replaced_later(spec_db: np.ndarray) -> float:
+    """Stand-in network for training rows, whose logits ``main`` sets from the fold networks."""
+    return 0.0
+
+
+def clip_features(task: tuple[str, int, int], test: bool) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
     """``(path, copies, seed)`` → ([clean vector, augmented vectors...], {view: their spectrogram-network
-    inputs}, error)."""
+    inputs}, error). Only ``test`` clips run the shipped networks; training rows get fold-network logits later."""
     from singtalk import features, spectro
 
     analysed, error = analysed_copies(task)
-    return ([features.pool(f) for f in analysed],
+    nets = None if test else {view: _replaced_later for view in spectro.VIEWS}
+    return ([features.pool(f, nets=nets) for f in analysed],
             {view: [features.spectro_input(f, view=view).astype(np.float16) for f in analysed]
              for view in spectro.VIEWS}, error)
 
@@ -90,7 +95,7 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
     """Recompute the ``view`` network's column of ``rows`` (positions in ``table``) with ``net``."""
     from singtalk.features import spectro_feature
 
-    column = table.columns.get_loc(VIEW_COLUMNS[view])
+    column = table.columns.get_loc(VIEW_FEATURES[view])
     table.iloc[rows, column] = [spectro_feature(inputs[r].astype(np.float32), net, view=view) for r in rows]
 
 
@@ -102,17 +107,17 @@ chosen by speaker cross-validation); ``stack``: MLPs trained on all 160 features
 
 def logit_sum_model(scaler, names: list[str], train_config):
     """A Keras MLP (input → Dense ReLU → Dense softmax) whose "singing" logit is exactly the sum of the
-    spectrogram networks' logits (``VIEW_COLUMNS``): the hidden layer undoes their MinMax scaling as
+    spectrogram networks' logits (``VIEW_FEATURES``): the hidden layer undoes their MinMax scaling as
     ReLU(+logit) and ReLU(−logit), the output adds them up (z = ReLU(z) − ReLU(−z)); every other feature has
     weight 0. An ordinary trainable model: retraining fine-tunes it like any other (and may give the
     hand-crafted features weight)."""
     from singtalk.model import _make_optimizer, _tf
 
     tf = _tf()
-    hidden = np.zeros((len(names), 2 * len(VIEW_COLUMNS)), np.float32)
-    hidden_bias = np.zeros(2 * len(VIEW_COLUMNS), np.float32)
-    out = np.zeros((2 * len(VIEW_COLUMNS), len(CLASSES)), np.float32)
-    for k, column in enumerate(VIEW_COLUMNS.values()):
+    hidden = np.zeros((len(names), 2 * len(VIEW_FEATURES)), np.float32)
+    hidden_bias = np.zeros(2 * len(VIEW_FEATURES), np.float32)
+    out = np.zeros((2 * len(VIEW_FEATURES), len(CLASSES)), np.float32)
+    for k, column in enumerate(VIEW_FEATURES.values()):
         i = names.index(column)
         span, low = float(scaler.max_[i] - scaler.min_[i]), float(scaler.min_[i])  # logit = scaled · span + low
         for j, sign in ((2 * k, 1.0), (2 * k + 1, -1.0)):
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
              for i, (p, test) in enumerate(zip(labelled["path"], test_mask))]
     print(f"{len(labelled)} clips ({int(test_mask.sum())} test); extracting with {args.jobs} jobs...", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        outputs = list(pool.map(clip_features, tasks, chunksize=8))
+        outputs = list(pool.map(clip_features, tasks, test_mask, chunksize=8))
     print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
 
     names = list(FEATURE_NAMES)

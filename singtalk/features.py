@@ -88,6 +88,10 @@ _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
 
 
+VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit"}
+"""The feature each spectrogram view's network (:data:`spectro.VIEWS`) gives."""
+
+
 def _names() -> tuple[str, ...]:
     names = [f"mfcc{i}_mean" for i in range(1, N_MFCC)]
     names += [f"mfcc{i}_std" for i in range(N_MFCC)]
@@ -111,7 +115,7 @@ def _names() -> tuple[str, ...]:
     names += [f"voiced_contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1)]
     names += ["voiced_log10_flatness_mean", "voiced_log2_centroid_mean"]
     names += ["long_run_fraction", "voiced_run_p50", "voiced_run_max", "onsets_per_s"]
-    names += ["spectro_logit", "harmonic_logit"]
+    names += [VIEW_FEATURES[view] for view in spectro.VIEWS]
     return tuple(names)
 
 

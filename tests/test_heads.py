@@ -17,14 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import train_default  # noqa: E402
 
 from singtalk import dataset  # noqa: E402
-from singtalk.features import FEATURE_NAMES  # noqa: E402
+from singtalk.features import FEATURE_NAMES, VIEW_FEATURES  # noqa: E402
 from singtalk.model import TrainConfig, predict_proba  # noqa: E402
 from singtalk.registry import ModelStore  # noqa: E402
 from singtalk.retrain import fine_tune_copy  # noqa: E402
 from singtalk.scaling import MinMaxScaling  # noqa: E402
 
 NAMES = list(FEATURE_NAMES)
-LOGITS = list(train_default.VIEW_COLUMNS.values())
+LOGITS = list(VIEW_FEATURES.values())
 
 
 def sigmoid(z):
