@@ -8,7 +8,7 @@ import os
 import streamlit as st
 
 from appkit import resources, results
-from appkit.live import LiveBuffer
+from appkit.live import LiveBuffer, loop_kept_awake, server_event_loop
 from singtalk import audio
 from singtalk.errors import SingtalkError, TooLong
 from singtalk.sources import is_url
@@ -63,15 +63,20 @@ with live_tab:
     buffer: LiveBuffer = st.session_state["live-buffer"]
     ice = json.loads(os.environ.get(ICE_ENV, '[{"urls": "stun:stun.l.google.com:19302"}]'))
     st.caption(f"Press START and sing or talk: the meter labels the last {LIVE_WINDOW_S:.0f} s every second.")
-    ctx = webrtc_streamer(
-        key="live",
-        mode=WebRtcMode.SENDONLY,
-        audio_frame_callback=buffer.push_frame,
-        media_stream_constraints={"audio": {"echoCancellation": False, "noiseSuppression": False,
-                                            "autoGainControl": False}, "video": False},
-        frontend_rtc_configuration={"iceServers": ice},
-        server_rtc_configuration={"iceServers": ice},
-    )
+    ctx = None
+    try:
+        with loop_kept_awake(server_event_loop()):
+            ctx = webrtc_streamer(
+                key="live",
+                mode=WebRtcMode.SENDONLY,
+                audio_frame_callback=buffer.push_frame,
+                media_stream_constraints={"audio": {"echoCancellation": False, "noiseSuppression": False,
+                                                    "autoGainControl": False}, "video": False},
+                frontend_rtc_configuration={"iceServers": ice},
+                server_rtc_configuration={"iceServers": ice},
+            )
+    except Exception as err:  # streamlit-webrtc raises its own TimeoutError and aiortc's errors here
+        st.warning(f"The live connection could not be set up ({err}). Press STOP, then START to try again.")
     playing = bool(ctx and ctx.state.playing)
 
     @st.fragment(run_every=1.0 if playing else None)

@@ -1,8 +1,11 @@
-"""A rolling 16 kHz buffer fed by WebRTC audio frames (from aiortc's thread)."""
+"""Live microphone support: a rolling 16 kHz buffer fed by WebRTC audio frames, and
+a guard that keeps the server's event loop answering while an offer is processed."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import threading
 
 import numpy as np
@@ -74,3 +77,43 @@ class LiveBuffer:
     def received_seconds(self) -> float:
         with self._lock:
             return self._received / self.sr
+
+
+def server_event_loop() -> asyncio.AbstractEventLoop | None:
+    """The Streamlit server's event loop, where streamlit-webrtc runs aiortc; None without a server."""
+    from streamlit_webrtc.eventloop import get_global_event_loop
+
+    try:
+        return get_global_event_loop()
+    except RuntimeError:  # no Runtime (AppTest, bare mode)
+        return None
+
+
+@contextlib.contextmanager
+def loop_kept_awake(loop: asyncio.AbstractEventLoop | None, every_s: float = 0.05):
+    """Wake ``loop`` every ``every_s`` seconds while the body runs.
+
+    streamlit-webrtc 0.53 schedules the offer's coroutine with ``loop.create_task``
+    from its own thread, which does not wake a loop asleep in ``select``: on a quiet
+    server the answer then waits for unrelated traffic and ``webrtc_streamer`` gives
+    up after 10 s. A thread-safe no-op callback wakes the loop, which then runs it.
+    """
+    if loop is None:
+        yield
+        return
+    done = threading.Event()
+
+    def poke() -> None:
+        while not done.wait(every_s):
+            try:
+                loop.call_soon_threadsafe(lambda: None)
+            except RuntimeError:  # the loop closed: nothing left to wake
+                return
+
+    poker = threading.Thread(target=poke, name="webrtc-loop-waker", daemon=True)
+    poker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        poker.join(timeout=1.0)

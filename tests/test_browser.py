@@ -198,9 +198,11 @@ def test_record_with_fake_microphone(page, artifacts_dir):
 def test_live_meter_shows_a_label(page, artifacts_dir):
     page.get_by_role("tab", name="Live").click()
     frame = page.frame_locator('iframe[title*="streamlit_webrtc"]').first
+    started = time.perf_counter()
     frame.get_by_role("button", name="START").click()
     meter = page.get_by_text("Live:").first
     meter.wait_for(timeout=40000)
+    TIMINGS["live_start_to_meter_s"] = time.perf_counter() - started
     text = ""
     for _ in range(40):
         text = meter.inner_text()
