@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
