@@ -9,7 +9,9 @@ per training clip, ``augment.random_copy``). The network (``spectro.build_keras`
 the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128
 log-spaced bands 80 Hz–4 kHz), with a frequency mask (< 1/8 of the bands), a time mask
 and a shift of ±1/32 of the bands,
-class-balanced weights, Adam with cosine decay, a fixed number of epochs.
+class-balanced weights, Adam with cosine decay, a fixed number of epochs. ``--resung`` adds, for every
+training talking clip, a copy re-sung by ``singtalk.resing`` (labelled singing) and one re-synthesised
+with its own pitch (labelled talking); measured and not adopted (README).
 
 Writes:
 - ``singtalk/weights/spectro-st6-<view>.npz``: the network trained on every training clip
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from singtalk import atomic, config, dataset, spectro  # noqa: E402
 
 CLASSES = ("singing", "talking")
+RESUNG_SEED = 7919
 
 
 def clip_inputs(task: tuple[str, int, int], view: str = "mel") -> list[np.ndarray]:
@@ -56,6 +59,21 @@ def clip_inputs(task: tuple[str, int, int], view: str = "mel") -> list[np.ndarra
 
     return [features.spectro_input(frames, view=view).astype(np.float16)
             for frames in analysed_copies(task, require_sound=False)[0]]
+
+
+def resung_inputs(task: tuple[str, int], view: str = "mel") -> list[np.ndarray]:
+    """``(path, seed)`` of a talking clip → the ``view`` network's inputs of its re-sung copy (a singing
+    example) and of its re-synthesised copy (a talking one), or ``[]`` when the clip cannot be read."""
+    from singtalk import audio, features, resing
+    from singtalk.errors import SingtalkError
+
+    path, seed = task
+    try:
+        y = audio.decode(path)
+        copies = (resing.resung(y, np.random.default_rng(seed)), resing.resynthesised(y))
+        return [features.spectro_input(features.analyse(c), view=view).astype(np.float16) for c in copies]
+    except SingtalkError:
+        return []
 
 
 def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out networks")
+    parser.add_argument("--resung", action="store_true",
+                        help="add a re-sung (singing) and a re-synthesised (talking) copy of each training talking "
+                             "clip (singtalk.resing; measured, not adopted: see the README)")
     args = parser.parse_args(argv)
     args.out = args.out or f"var/spectro-{args.view}"
     args.weights = args.weights or str(spectro.WEIGHTS[args.view])
@@ -131,19 +152,30 @@ def main(argv: list[str] | None = None) -> int:
     test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=args.seed)
     tasks = [(p, 0 if t else args.copies, args.seed * 100003 + i)  # the same seeds as train_default
              for i, (p, t) in enumerate(zip(labelled["path"], test_mask))]
+    talking = np.flatnonzero(~test_mask & (labelled["label"].to_numpy() == "talking"))
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         outputs = list(pool.map(functools.partial(clip_inputs, view=args.view), tasks, chunksize=8))
-    clip, raw = [], []
+        resung = [] if not args.resung else list(pool.map(
+            functools.partial(resung_inputs, view=args.view),
+            [(labelled["path"].iloc[i], RESUNG_SEED + args.seed * 100003 + i) for i in talking], chunksize=8))
+    clip, raw, label, made = [], [], [], []  # made: 0 the clip, 1 an augmented copy, 2 re-sung/re-synthesised
     for i, out in enumerate(outputs):
         clip += [i] * len(out)
         raw += out
+        label += [float(labelled["label"].iloc[i] == "singing")] * len(out)
+        made += [min(j, 1) for j in range(len(out))]
+    for i, out in zip(talking, resung):
+        clip += [i] * len(out)
+        raw += out
+        label += [1.0, 0.0][: len(out)]  # re-sung: singing; re-synthesised: talking
+        made += [2] * len(out)
     inputs = [spectro.normalise(m) for m in raw]
     clip = np.asarray(clip)
-    y = (labelled["label"].to_numpy()[clip] == "singing").astype(np.float32)
+    y = np.asarray(label, dtype=np.float32)
     speakers = dataset.speaker_groups(labelled)[clip]
     sources = labelled["source"].to_numpy()[clip]
     is_test = test_mask[clip]
-    first = np.r_[True, clip[1:] != clip[:-1]]  # the clean (un-augmented) row of each clip
+    first = np.asarray(made) == 0  # the clean (un-augmented) row of each clip
     train_idx = np.flatnonzero(~is_test)
     print(f"{len(labelled)} clips, {len(inputs)} inputs; spectrograms in {time.perf_counter() - started:.0f} s", flush=True)
 
