@@ -29,11 +29,6 @@ GLIDE_FRAMES = 4
 VIBRATO_ONSET_S = 0.15
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
 def _semitones(f0: np.ndarray | float) -> np.ndarray:
     return 12.0 * np.log2(np.asarray(f0, dtype=np.float64) / 55.0)
 
@@ -61,7 +56,7 @@ def sung_contour(f0: np.ndarray, rng: np.random.Generator, *, stretch_range=(1.0
     """Per analysis frame: the target f0 (NaN unvoiced) and the lengthening factor of a melody
     sung over the voiced runs of ``f0``."""
     target, stretch = f0.astype(np.float64).copy(), np.ones(len(f0))
-    starts, stops = _runs(np.isfinite(f0))
+    starts, stops = features._runs(np.isfinite(f0))
     if starts.size == 0:
         return target, stretch
     centre = float(np.median(_semitones(f0[np.isfinite(f0)])))
