@@ -1,7 +1,9 @@
 """Atomic file writes: write a temp file in the target folder, fsync, rename.
 
 A reader (or a process killed mid-write) sees either the old file or the new
-one, never half of either.
+one, never half of either. The new file gets the mode a plain ``open`` would give it
+(0666 minus the umask), not ``mkstemp``'s owner-only 0600, so a store shared by a team
+stays readable.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,9 +21,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    while True:
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:  # O_EXCL: a name nobody else holds; mode 0666 so the umask decides, as for a plain open
+            os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp_path
         if tmp_path.is_file():
