@@ -11,7 +11,10 @@ log-spaced bands 80 Hz–4 kHz), with a frequency mask (< 1/8 of the bands), a t
 and a shift of ±1/32 of the bands,
 class-balanced weights, Adam with cosine decay, a fixed number of epochs. ``--resung`` adds, for every
 training talking clip, a copy re-sung by ``singtalk.resing`` (labelled singing) and one re-synthesised
-with its own pitch (labelled talking); measured and not adopted (README).
+with its own pitch (labelled talking); measured and not adopted (README). ``--per-band`` trains on
+spectrograms with each band's mean removed (``spectro.normalise(per_band=True)``; recorded in the
+weights; measured and not adopted: README) and writes to ``var/spectro-<view>-per-band/``, its
+all-training network as ``all-training.npz`` there, leaving the shipped weights alone.
 
 Writes:
 - ``singtalk/weights/spectro-st6-<view>.npz``: the network trained on every training clip
@@ -142,9 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resung", action="store_true",
                         help="add a re-sung (singing) and a re-synthesised (talking) copy of each training talking "
                              "clip (singtalk.resing; measured, not adopted: see the README)")
+    parser.add_argument("--per-band", action="store_true",
+                        help="remove each band's mean instead of one mean (measured, not adopted: see the README)")
     args = parser.parse_args(argv)
-    args.out = args.out or f"var/spectro-{args.view}"
-    args.weights = args.weights or str(spectro.WEIGHTS[args.view])
+    args.out = args.out or f"var/spectro-{args.view}" + ("-per-band" if args.per_band else "")
+    args.weights = args.weights or (f"{args.out}/all-training.npz" if args.per_band else str(spectro.WEIGHTS[args.view]))
     started = time.perf_counter()
 
     data_dir = Path(args.data) if args.data else config.data_dir()
@@ -169,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         raw += out
         label += [1.0, 0.0][: len(out)]  # re-sung: singing; re-synthesised: talking
         made += [2] * len(out)
-    inputs = [spectro.normalise(m) for m in raw]
+    inputs = [spectro.normalise(m, args.per_band) for m in raw]
     clip = np.asarray(clip)
     y = np.asarray(label, dtype=np.float32)
     speakers = dataset.speaker_groups(labelled)[clip]
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.folds):
         fit_idx = train_idx[fold[train_idx] != k]
         model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
-        weights = spectro.export(model)
+        weights = spectro.export(model, args.per_band)
         np.savez(out_dir / f"fold{k}.npz", **weights)
         net = spectro.SpectroNet(weights)
         held = train_idx[fold[train_idx] == k]
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                                                "fold_of_speaker": fold_of_speaker})
 
     model = train_network([inputs[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
-    weights = spectro.export(model)
+    weights = spectro.export(model, args.per_band)
     with atomic.atomic_path(args.weights) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **weights)
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         for source in np.unique(sources):
             fit_idx = np.flatnonzero(sources != source)
             model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
-            weights = spectro.export(model)
+            weights = spectro.export(model, args.per_band)
             np.savez(out_dir / f"without_{source}.npz", **weights)
             net = spectro.SpectroNet(weights)
             held = np.flatnonzero((sources == source) & first)

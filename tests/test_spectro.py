@@ -29,16 +29,35 @@ def keras_model(request):
     return model
 
 
-@pytest.mark.parametrize("frames", [5, 16, 37, 150, 401])
-def test_numpy_forward_matches_keras(keras_model, frames):
+@pytest.mark.parametrize("frames, per_band", [(5, False), (16, False), (37, True), (150, False), (401, True)])
+def test_numpy_forward_matches_keras(keras_model, frames, per_band):
     rng = np.random.default_rng(frames)
     mel = rng.normal(-40, 15, (frames, keras_model.input_shape[-1])).astype(np.float32)
-    x = spectro.normalise(mel)
+    x = spectro.normalise(mel, per_band)
     if frames < spectro.MIN_FRAMES:
         x = np.tile(x, (int(np.ceil(spectro.MIN_FRAMES / frames)), 1))
     expected = float(keras_model(x[None], training=False)[0, 0])
-    got = spectro.SpectroNet(spectro.export(keras_model))(mel)
+    got = spectro.SpectroNet(spectro.export(keras_model, per_band))(mel)
     assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_per_band_network_ignores_a_fixed_eq_and_says_so_in_its_weights(keras_model, tmp_path):
+    """A network trained with per-band normalisation gets it back from its file; a fixed EQ (each band
+    its own gain) then changes nothing, and an EQ that changes mid-clip does; the default network
+    (one mean) does see a fixed EQ."""
+    rng = np.random.default_rng(11)
+    bands = keras_model.input_shape[-1]
+    spec = rng.normal(-40, 10, (90, bands)).astype(np.float32)
+    eq = np.linspace(-12.0, 6.0, bands, dtype=np.float32)
+    np.savez(tmp_path / "per_band.npz", **spectro.export(keras_model, per_band=True))
+    per_band, default = spectro.SpectroNet.load(tmp_path / "per_band.npz"), spectro.SpectroNet(spectro.export(keras_model))
+    assert per_band.per_band and not default.per_band
+    assert per_band(spec + eq) == pytest.approx(per_band(spec), abs=1e-4)
+    changed = spec.copy()
+    changed[45:] += eq
+    assert per_band(changed) != pytest.approx(per_band(spec), abs=1e-3)
+    assert default(spec + eq) != pytest.approx(default(spec), abs=1e-3)
+    assert default(spec + 17.0) == pytest.approx(default(spec), abs=1e-4)
 
 
 @pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS)])
@@ -149,9 +168,9 @@ def test_resung_inputs_give_a_sung_and_a_talking_copy_of_a_talking_clip(manifest
 
 
 def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_path):
-    """``train_spectro.py --resung`` on a 24-clip manifest (6 RAVDESS actors, 2 sung + 2 spoken each), one
-    epoch: every training talking clip adds two inputs, the shipped-weights path and the report are written,
-    and the exported network loads."""
+    """``train_spectro.py --resung --per-band`` on a 24-clip manifest (6 RAVDESS actors, 2 sung + 2 spoken
+    each), one epoch: every training talking clip adds two inputs, the weights and the report are written,
+    and the exported networks load and normalise per band."""
     import json
     import sys
 
@@ -165,7 +184,7 @@ def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_pat
     rows.assign(path=rows["abspath"]).drop(columns="abspath").to_csv(tmp_path / "manifest.csv", index=False)
     weights = tmp_path / "net.npz"
     assert train_spectro.main(["--data", str(tmp_path), "--view", "mel", "--epochs", "1", "--folds", "2",
-                               "--no-loso", "--resung", "--jobs", "1", "--out", str(tmp_path / "out"),
+                               "--no-loso", "--resung", "--per-band", "--jobs", "1", "--out", str(tmp_path / "out"),
                                "--weights", str(weights)]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     n_test = report["test_split"]["n"]
@@ -174,3 +193,4 @@ def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_pat
     assert report["inputs"] == n_test + 3 * n_train + 2 * talking_train
     assert report["out_of_fold_training_speakers"]["n"] == n_train  # re-sung copies are never scored
     assert np.isfinite(spectro.SpectroNet.load(weights)(np.full((50, F.N_MELS), -30.0, np.float32)))
+    assert spectro.SpectroNet.load(weights).per_band and spectro.SpectroNet.load(tmp_path / "out" / "fold0.npz").per_band
