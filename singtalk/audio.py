@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import wave
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Union
 
 import numpy as np
 
+from . import atomic
 from .errors import NoAudioStream, SilentAudio, TooLong, TooShort, UnreadableAudio
 
 SAMPLE_RATE = 16000
@@ -301,19 +301,11 @@ def pcm16(y: np.ndarray) -> np.ndarray:
 
 def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
     """Write mono 16-bit PCM WAV atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pcm = pcm16(y)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, wave.open(handle, "wb") as out:
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle, wave.open(handle, "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(int(sr))
             out.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return Path(path)

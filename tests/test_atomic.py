@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from singtalk import atomic
+import numpy as np
+
+from singtalk import atomic, audio
 
 
 def test_new_file_gets_the_umask_mode_not_owner_only(tmp_path):
@@ -16,6 +18,8 @@ def test_new_file_gets_the_umask_mode_not_owner_only(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o644  # what open() gives; mkstemp would give 0o600
         os.umask(0o027)
         assert atomic.write_text(tmp_path / "b.json", "{}").stat().st_mode & 0o777 == 0o640
+        clip = audio.write_wav(tmp_path / "clip.wav", np.zeros(160, np.float32))  # clips filed for review
+        assert clip.stat().st_mode & 0o777 == 0o640 and audio.decode(clip).size == 160
     finally:
         os.umask(old)
 
