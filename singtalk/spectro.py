@@ -83,7 +83,7 @@ class SpectroNet:
                         weights[f"conv{i}_bias"].astype(np.float32)[:, None, None]) for i in range(N_BLOCKS)]
         self.temporal = (weights["temporal_kernel"].astype(np.float32), weights["temporal_bias"].astype(np.float32))
         self.dense = (weights["dense_kernel"].astype(np.float32), weights["dense_bias"].astype(np.float32))
-        self.per_band = bool(weights["per_band"]) if "per_band" in weights else False
+        self.per_band = bool(weights.get("per_band", False))
 
     @classmethod
     def load(cls, path: str | Path) -> "SpectroNet":
