@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import numpy as np
+import pytest
 
 from singtalk import atomic, audio
 
