@@ -24,7 +24,8 @@ Writes:
   every training clip the logit of a network that never heard its speaker
   (stacking without leakage);
 - ``<out>/without_<source>.npz`` (unless ``--no-loso``): networks trained on every
-  clip (both splits) except one source's, for an honest leave-one-source-out;
+  clip (both splits) except one corpus's (``dataset.corpus_of``: AISHELL-1's two
+  collections are one), for an honest leave-one-source-out;
 - ``<out>/report.json``: out-of-fold, test-split and leave-one-source-out scores of
   the CNN alone.
 """
@@ -221,13 +222,14 @@ def main(argv: list[str] | None = None) -> int:
               "test_split": scores(y[test_idx], test_logits, sources[test_idx])}
     if not args.no_loso:
         report["leave_one_source_out"] = {}
-        for source in np.unique(sources):
-            fit_idx = np.flatnonzero(sources != source)
+        corpora = np.array([dataset.corpus_of(s) for s in sources])
+        for source in np.unique(corpora):  # a corpus at a time (dataset.corpus_of)
+            fit_idx = np.flatnonzero(corpora != source)
             model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
             weights = spectro.export(model, args.per_band)
             np.savez(out_dir / f"without_{source}.npz", **weights)
             net = spectro.SpectroNet(weights)
-            held = np.flatnonzero((sources == source) & first)
+            held = np.flatnonzero((corpora == source) & first)
             logits = np.array([net(raw[i]) for i in held])
             report["leave_one_source_out"][source] = {
                 "n": int(held.size), "accuracy": float(np.mean((logits > 0) == y[held]))}

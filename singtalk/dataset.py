@@ -115,6 +115,12 @@ def local_audio(path: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def corpus_of(source: str) -> str:
+    """The corpus a source belongs to: the manifest names sub-collections ``<corpus>_<who>`` (``aishell1_qianz``,
+    ``aishell1_wjunneng``), and leave-one-source-out leaves a whole corpus out."""
+    return str(source).split("_", 1)[0]
+
+
 def speaker_groups(frame: pd.DataFrame) -> np.ndarray:
     """Group key per row: ``source:speaker`` when the speaker is known, else the file itself."""
     return np.array([f"{src}:{spk}" if spk else f"file:{path}"

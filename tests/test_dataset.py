@@ -58,6 +58,14 @@ def test_speaker_split_never_shares_a_speaker(manifest):
     assert ravdess_test and not ravdess_test & set(frame.speaker[~test & (frame.source == "ravdess")])
 
 
+def test_corpora_group_the_manifest_sources(manifest):
+    """Leave-one-source-out leaves a corpus out: AISHELL-1's two collections are one, the others stand alone."""
+    corpora = {source: dataset.corpus_of(source) for source in manifest.source.unique()}
+    assert corpora["aishell1_qianz"] == corpora["aishell1_wjunneng"] == "aishell1"
+    for source in ("mir1k", "ravdess", "librispeech"):
+        assert corpora[source] == source
+
+
 def test_build_tables_from_real_clips(tmp_path, small_manifest, corpus):
     labelled = dataset.normalise_labelled(small_manifest.assign(path=small_manifest.abspath)[
         ["path", "label", "speaker", "source"]])
