@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
     .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-6)
-    .venv/bin/python scripts/train_default.py [--models models] [--head logit-sum|stack] [--jobs 2] [--copies 2]
-                                              [--ensemble 5] [--no-loso]
+    .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.001]
+                                              [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
 (``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
@@ -13,12 +13,14 @@ telephone band or a room reverb; every second copy also played 0.84–1.19× as 
 some of those through MP3). The
 ``spectro_logit`` and ``harmonic_logit`` features of training rows come from the fold
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
-leakage); test rows get the shipped networks'. The head: ``logit-sum`` (default) is a
-Keras MLP computing sigmoid(sum of the two logits) exactly (:func:`logit_sum_model`);
-``stack`` trains ``--ensemble`` MLPs on all features (seeds 0..k-1) with ``model.train``
-(validation grouped by speaker) and averages them into one model. Evaluate on the test split (overall, per source, and its RAVDESS part: actors never
-seen in training) and, unless ``--no-loso``, leave-one-source-out (train without
-source S, with every learnt logit from networks trained without S; test on S).
+leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
+a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L a logistic
+regression on the hand-crafted features (:func:`max_model`); ``logit-sum`` sigmoid(S) and
+``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
+0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
+Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
+training) and, unless ``--no-loso``, leave-one-source-out (train without corpus S, with every
+learnt logit from networks trained without S; test on S; ``dataset.corpus_of``).
 
 Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
 and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),
@@ -100,31 +102,55 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 
 
 # -- training and evaluation ----------------------------------------------------
-HEADS = ("logit-sum", "stack")
-"""``logit-sum``: p(singing) = sigmoid(sum of the two networks' logits), written as a Keras MLP (the default:
-chosen by speaker cross-validation); ``stack``: MLPs trained on all 160 features."""
+HEADS = ("max", "logit-sum", "linear", "stack")
+"""``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(L, S)), S
+the sum of the two networks' logits, L a strongly regularised logistic regression on the hand-crafted
+features: singing when either says so. ``logit-sum``: sigmoid(S) alone (the best in speaker cross-validation,
+the worst on sources it never heard); ``linear``: sigmoid(L) alone; ``stack``: MLPs trained on all 160
+features. All are Keras models over the scaled features, fine-tuned by retraining like any other."""
+LINEAR_C = 0.001
+"""Inverse L2 strength of L's logistic regression (class-balanced, on standardised features)."""
 
 
-def logit_sum_model(scaler, names: list[str], train_config):
-    """A Keras MLP (input → Dense ReLU → Dense softmax) whose "singing" logit is exactly the sum of the
-    spectrogram networks' logits (``VIEW_FEATURES``): the hidden layer undoes their MinMax scaling as
-    ReLU(+logit) and ReLU(−logit), the output adds them up (z = ReLU(z) − ReLU(−z)); every other feature has
-    weight 0. An ordinary trainable model: retraining fine-tunes it like any other (and may give the
-    hand-crafted features weight)."""
+def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C) -> tuple[np.ndarray, float]:
+    """L: weights over the scaled features (0 for the networks' logits) and bias of a class-balanced logistic
+    regression with L2 strength 1/``C`` on standardised hand-crafted features, fitted on ``train``."""
+    from sklearn.linear_model import LogisticRegression
+
+    hand = [i for i, name in enumerate(names) if name not in VIEW_FEATURES.values()]
+    S = scaler.transform(train[names].to_numpy())[:, hand]
+    mean, std = S.mean(axis=0), S.std(axis=0)
+    std[std < 1e-9] = 1.0
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=10000)
+    lr.fit((S - mean) / std, (train["label"] == "singing").to_numpy())
+    weights = np.zeros(len(names))
+    weights[hand] = lr.coef_[0] / std
+    return weights, float(lr.intercept_[0] - (lr.coef_[0] / std * mean).sum())
+
+
+def logit_sum_weights(scaler, names: list[str]) -> tuple[np.ndarray, float]:
+    """S, the sum of the networks' logits, as weights over the scaled features and a bias (undoing the scaling)."""
+    weights, bias = np.zeros(len(names)), 0.0
+    for column in VIEW_FEATURES.values():
+        i = names.index(column)
+        span, low = float(scaler.max_[i] - scaler.min_[i]), float(scaler.min_[i])  # logit = scaled · span + low
+        weights[i] += span
+        bias += low
+    return weights, bias
+
+
+def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, train_config):
+    """A Keras MLP (input → Dense ReLU → Dense softmax) whose "singing" logit is Σ sign·ReLU(w·x + b) over
+    ``units`` = [(w, b, sign)] and whose "talking" logit is 0, so p(singing) = sigmoid of that sum."""
     from singtalk.model import _make_optimizer, _tf
 
     tf = _tf()
-    hidden = np.zeros((len(names), 2 * len(VIEW_FEATURES)), np.float32)
-    hidden_bias = np.zeros(2 * len(VIEW_FEATURES), np.float32)
-    out = np.zeros((2 * len(VIEW_FEATURES), len(CLASSES)), np.float32)
-    for k, column in enumerate(VIEW_FEATURES.values()):
-        i = names.index(column)
-        span, low = float(scaler.max_[i] - scaler.min_[i]), float(scaler.min_[i])  # logit = scaled · span + low
-        for j, sign in ((2 * k, 1.0), (2 * k + 1, -1.0)):
-            hidden[i, j], hidden_bias[j] = sign * span, sign * low
-            out[j, CLASSES.index("singing")] = sign
-    inputs = tf.keras.Input(shape=(len(names),), name="features")
-    x = tf.keras.layers.Dense(hidden.shape[1], activation="relu", name="dense_1")(inputs)
+    hidden = np.stack([w for w, _, _ in units], axis=1).astype(np.float32)
+    hidden_bias = np.array([b for _, b, _ in units], np.float32)
+    out = np.zeros((len(units), len(CLASSES)), np.float32)
+    out[:, CLASSES.index("singing")] = [sign for _, _, sign in units]
+    inputs = tf.keras.Input(shape=(n_features,), name="features")
+    x = tf.keras.layers.Dense(len(units), activation="relu", name="dense_1")(inputs)
     outputs = tf.keras.layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
     model = tf.keras.Model(inputs, outputs, name="singtalk_classifier")
     model.get_layer("dense_1").set_weights([hidden, hidden_bias])
@@ -134,9 +160,37 @@ def logit_sum_model(scaler, names: list[str], train_config):
     return model
 
 
-def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack"):
-    """Scaler + model; with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
-    (``model.average_models``); the result's history and epochs are the first member's."""
+def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C):
+    """The ``max`` head: sigmoid(max(L, S)) = sigmoid(ReLU(L − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
+    (wl, bl), (ws, bs) = hand_crafted_logit(train, scaler, names, C), logit_sum_weights(scaler, names)
+    return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
+
+
+def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C):
+    """The ``linear`` head: sigmoid(L) = sigmoid(ReLU(L) − ReLU(−L))."""
+    wl, bl = hand_crafted_logit(train, scaler, names, C)
+    return relu_head([(wl, bl, 1.0), (-wl, -bl, -1.0)], len(names), train_config)
+
+
+def logit_sum_model(scaler, names: list[str], train_config):
+    """The ``logit-sum`` head: the "singing" logit is exactly the sum of the spectrogram networks' logits
+    (``VIEW_FEATURES``), each written z = ReLU(z) − ReLU(−z) with its MinMax scaling undone; every other
+    feature has weight 0. An ordinary trainable model: retraining fine-tunes it like any other (and may give
+    the hand-crafted features weight)."""
+    units = []
+    for column in VIEW_FEATURES.values():
+        i = names.index(column)
+        weights = np.zeros(len(names))
+        weights[i] = float(scaler.max_[i] - scaler.min_[i])  # logit = scaled · span + low
+        units += [(weights, float(scaler.min_[i]), 1.0), (-weights, -float(scaler.min_[i]), -1.0)]
+    return relu_head(units, len(names), train_config)
+
+
+def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
+        C: float = LINEAR_C):
+    """Scaler + model (``C``: L's regularisation, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1,
+    that many seeds (seed, seed+1, ...) averaged into one model (``model.average_models``); the result's history
+    and epochs are the first member's."""
     import dataclasses
 
     from singtalk.features import FEATURE_VERSION
@@ -145,11 +199,13 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
     from singtalk.scaling import MinMaxScaling
 
     scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
-    if head == "logit-sum":
+    if head in ("max", "logit-sum", "linear"):
         from singtalk.model import TrainResult
 
-        return TrainResult(model=logit_sum_model(scaler, names, train_config), history={}, config=train_config,
-                           class_names=list(CLASSES), n_train=len(train)), scaler
+        model = (logit_sum_model(scaler, names, train_config) if head == "logit-sum"
+                 else (max_model if head == "max" else linear_model)(train, scaler, names, train_config, C=C))
+        return TrainResult(model=model, history={}, config=train_config, class_names=list(CLASSES),
+                           n_train=len(train)), scaler
     X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
     members = [train_model(X, y, list(CLASSES), train_config.replace(seed=train_config.seed + k), groups=groups)
                for k in range(max(1, ensemble))]
@@ -199,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model (stack)")
-    parser.add_argument("--head", choices=HEADS, default="logit-sum",
-                        help="the classifier over the features (see HEADS); default: chosen by speaker CV")
+    parser.add_argument("--head", choices=HEADS, default="max",
+                        help="the classifier over the features (see HEADS); default: chosen by leave-one-source-out")
+    parser.add_argument("--C", type=float, default=LINEAR_C,
+                        help="max and linear heads: inverse L2 strength of the logistic regression")
     parser.add_argument("--spectro-folds", default="var/spectro-{view}",
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
                              "networks); {view} stands for the view")
@@ -259,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head)
+    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -268,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
 
     loso = {}
     if not args.no_loso:
-        for source in sorted(table["source"].unique()):
+        table["corpus"] = [dataset.corpus_of(s) for s in table["source"]]
+        for source in sorted(table["corpus"].unique()):  # a corpus at a time (dataset.corpus_of)
             net_paths = {view: fold_dirs[view] / f"without_{source}.npz" for view in VIEWS}
             missing = [str(path) for path in net_paths.values() if not path.is_file()]
             if missing:
@@ -279,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
             for view, path in net_paths.items():
                 set_spectro_logits(table_s, inputs[view], np.arange(len(table_s)), SpectroNet.load(path), view)
             clean = table_s[~table_s["augmented"]]
-            train_s = table_s[(table_s["source"] != source)]
+            train_s = table_s[(table_s["corpus"] != source)]
             train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
             if train_s["label"].nunique() < 2:
                 continue
-            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble, args.head)
-            loso[source] = evaluate(res_s, scaler_s, clean[clean["source"] == source], names)
+            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble,
+                                  args.head, args.C)
+            loso[source] = evaluate(res_s, scaler_s, clean[clean["corpus"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
                                                                   "confusion_matrix", "labels") if k in m}
@@ -307,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                              history=result.history)
     metadata["config"]["ensemble"] = args.ensemble if args.head == "stack" else 1
     metadata["config"]["head"] = args.head
+    if args.head in ("max", "linear"):
+        metadata["config"]["head_C"] = args.C
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"
