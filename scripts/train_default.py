@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
     .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-6)
-    .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.001]
+    .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.002]
                                               [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
@@ -14,8 +14,9 @@ some of those through MP3). The
 ``spectro_logit`` and ``harmonic_logit`` features of training rows come from the fold
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
 leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
-a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L a logistic
-regression on the hand-crafted features (:func:`max_model`); ``logit-sum`` sigmoid(S) and
+a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
+regressions on the hand-crafted features averaged over fits that each leave one corpus out
+(:func:`max_model`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and
 ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
 Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
@@ -104,28 +105,38 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 # -- training and evaluation ----------------------------------------------------
 HEADS = ("max", "logit-sum", "linear", "stack")
 """``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(L, S)), S
-the sum of the two networks' logits, L a strongly regularised logistic regression on the hand-crafted
-features: singing when either says so. ``logit-sum``: sigmoid(S) alone (the best in speaker cross-validation,
+the sum of the two networks' logits, L strongly regularised logistic regressions on the hand-crafted
+features, averaged over fits that each leave one corpus out: singing when either says so. ``logit-sum``: sigmoid(S) alone (the best in speaker cross-validation,
 the worst on sources it never heard); ``linear``: sigmoid(L) alone; ``stack``: MLPs trained on all 160
 features. All are Keras models over the scaled features, fine-tuned by retraining like any other."""
-LINEAR_C = 0.001
-"""Inverse L2 strength of L's logistic regression (class-balanced, on standardised features)."""
+LINEAR_C = 0.002
+"""Inverse L2 strength of L's logistic regressions (class-balanced, on standardised features)."""
 
 
 def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C) -> tuple[np.ndarray, float]:
-    """L: weights over the scaled features (0 for the networks' logits) and bias of a class-balanced logistic
-    regression with L2 strength 1/``C`` on standardised hand-crafted features, fitted on ``train``."""
+    """L: weights over the scaled features (0 for the networks' logits) and a bias. L is the average of
+    class-balanced logistic regressions with L2 strength 1/``C`` on standardised hand-crafted features, one per
+    corpus of ``train`` (``dataset.corpus_of`` of its ``source`` column) fitted without that corpus, so no
+    corpus's peculiarities carry L alone; one fit on all rows when fewer than two such fits have both classes."""
     from sklearn.linear_model import LogisticRegression
 
     hand = [i for i, name in enumerate(names) if name not in VIEW_FEATURES.values()]
-    S = scaler.transform(train[names].to_numpy())[:, hand]
-    mean, std = S.mean(axis=0), S.std(axis=0)
-    std[std < 1e-9] = 1.0
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=10000)
-    lr.fit((S - mean) / std, (train["label"] == "singing").to_numpy())
-    weights = np.zeros(len(names))
-    weights[hand] = lr.coef_[0] / std
-    return weights, float(lr.intercept_[0] - (lr.coef_[0] / std * mean).sum())
+    X = scaler.transform(train[names].to_numpy())[:, hand]
+    y = (train["label"] == "singing").to_numpy()
+    corpora = (np.array([dataset.corpus_of(s) for s in train["source"]]) if "source" in train
+               else np.zeros(len(train), dtype=str))
+    subsets = [corpora != c for c in np.unique(corpora)]
+    subsets = [m for m in subsets if 0 < y[m].sum() < m.sum()]
+    if len(subsets) < 2:
+        subsets = [np.ones(len(train), dtype=bool)]
+    weights, bias = np.zeros(len(names)), 0.0
+    for m in subsets:
+        mean, std = X[m].mean(axis=0), X[m].std(axis=0)
+        std[std < 1e-9] = 1.0
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=10000).fit((X[m] - mean) / std, y[m])
+        weights[hand] += lr.coef_[0] / std / len(subsets)
+        bias += float(lr.intercept_[0] - (lr.coef_[0] / std * mean).sum()) / len(subsets)
+    return weights, bias
 
 
 def logit_sum_weights(scaler, names: list[str]) -> tuple[np.ndarray, float]:

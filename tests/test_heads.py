@@ -63,6 +63,22 @@ def hand_crafted_reference(frame: pd.DataFrame, fit_rows: pd.DataFrame) -> np.nd
     return pipe.decision_function(frame[hand].to_numpy())
 
 
+def test_hand_crafted_logit_averages_fits_that_each_leave_a_corpus_out(labelled):
+    """With sources, L is the mean of the fits without each corpus (AISHELL-1's two collections are one corpus);
+    a corpus whose absence leaves one class only is not left out."""
+    frame = labelled.iloc[:240].copy()
+    frame["source"] = np.repeat(["ravdess", "librispeech", "aishell1_qianz", "aishell1_wjunneng"], 60)
+    frame["label"] = np.where(frame["source"] == "ravdess", "singing", "talking")  # without ravdess: talking only
+    scaler = MinMaxScaling(NAMES).fit(frame[NAMES].to_numpy())
+    weights, bias = train_default.hand_crafted_logit(frame, scaler, NAMES)
+    L = scaler.transform(frame[NAMES].to_numpy()) @ weights + bias
+    corpus = frame["source"].str.split("_").str[0]
+    expected = np.mean([hand_crafted_reference(frame, frame[corpus != c]) for c in ("librispeech", "aishell1")],
+                       axis=0)
+    np.testing.assert_allclose(L, expected, atol=1e-4)
+    assert np.abs(L - hand_crafted_reference(frame, frame)).max() > 1e-3  # not the single fit
+
+
 def test_max_model_is_the_sigmoid_of_the_larger_logit(labelled):
     fit_rows = labelled.iloc[:200]
     scaler = MinMaxScaling(NAMES).fit(fit_rows[NAMES].to_numpy())
