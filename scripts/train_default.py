@@ -106,9 +106,10 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 HEADS = ("max", "logit-sum", "linear", "stack")
 """``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(L, S)), S
 the sum of the two networks' logits, L strongly regularised logistic regressions on the hand-crafted
-features, averaged over fits that each leave one corpus out: singing when either says so. ``logit-sum``: sigmoid(S) alone (the best in speaker cross-validation,
-the worst on sources it never heard); ``linear``: sigmoid(L) alone; ``stack``: MLPs trained on all 160
-features. All are Keras models over the scaled features, fine-tuned by retraining like any other."""
+features, averaged over fits that each leave one corpus out: singing when either says so. ``logit-sum``:
+sigmoid(S) alone (the best in speaker cross-validation, the worst on sources it never heard); ``linear``:
+sigmoid(L) alone; ``stack``: MLPs trained on all 160 features. All are Keras models over the scaled
+features, fine-tuned by retraining like any other."""
 LINEAR_C = 0.002
 """Inverse L2 strength of L's logistic regressions (class-balanced, on standardised features)."""
 
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", choices=HEADS, default="max",
                         help="the classifier over the features (see HEADS); default: chosen by leave-one-source-out")
     parser.add_argument("--C", type=float, default=LINEAR_C,
-                        help="max and linear heads: inverse L2 strength of the logistic regression")
+                        help="max and linear heads: inverse L2 strength of the logistic regressions")
     parser.add_argument("--spectro-folds", default="var/spectro-{view}",
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
                              "networks); {view} stands for the view")

@@ -1,5 +1,6 @@
 """The heads of scripts/train_default.py: Keras MLPs that compute sigmoid(max(L, S)) (``max``, shipped) or
-sigmoid(S) (``logit-sum``), S the sum of the two CNN logits, L a logistic regression on hand-crafted features."""
+sigmoid(S) (``logit-sum``), S the sum of the two CNN logits, L logistic regressions on hand-crafted features
+averaged over fits that each leave one corpus out."""
 
 from __future__ import annotations
 
