@@ -185,17 +185,11 @@ def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *,
 
 
 def logit_sum_model(scaler, names: list[str], train_config):
-    """The ``logit-sum`` head: the "singing" logit is exactly the sum of the spectrogram networks' logits
-    (``VIEW_FEATURES``), each written z = ReLU(z) − ReLU(−z) with its MinMax scaling undone; every other
-    feature has weight 0. An ordinary trainable model: retraining fine-tunes it like any other (and may give
-    the hand-crafted features weight)."""
-    units = []
-    for column in VIEW_FEATURES.values():
-        i = names.index(column)
-        weights = np.zeros(len(names))
-        weights[i] = float(scaler.max_[i] - scaler.min_[i])  # logit = scaled · span + low
-        units += [(weights, float(scaler.min_[i]), 1.0), (-weights, -float(scaler.min_[i]), -1.0)]
-    return relu_head(units, len(names), train_config)
+    """The ``logit-sum`` head: sigmoid(S) = sigmoid(ReLU(S) − ReLU(−S)), S the sum of the spectrogram networks'
+    logits with their MinMax scaling undone; every other feature has weight 0. An ordinary trainable model:
+    retraining fine-tunes it like any other (and may give the hand-crafted features weight)."""
+    ws, bs = logit_sum_weights(scaler, names)
+    return relu_head([(ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
 
 
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
