@@ -1,7 +1,7 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
     .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
-    .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-6)
+    .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-7)
     .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.002]
                                               [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
 

@@ -1,4 +1,4 @@
-"""Train a spectrogram CNN whose logit is a learnt feature of schema st-6.
+"""Train a spectrogram CNN whose logit is a learnt feature of schema st-7.
 
     .venv/bin/python scripts/train_spectro.py --view mel       [--epochs 30] [--folds 5] [--out var/spectro-mel]
     .venv/bin/python scripts/train_spectro.py --view harmonic  [--epochs 30] [--folds 5] [--out var/spectro-harmonic]
@@ -9,15 +9,16 @@ per training clip, ``augment.random_copy``). The network (``spectro.build_keras`
 the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128
 log-spaced bands 80 Hz–4 kHz), with a frequency mask (< 1/8 of the bands), a time mask
 and a shift of ±1/32 of the bands,
-class-balanced weights, Adam with cosine decay, a fixed number of epochs. ``--resung`` adds, for every
-training talking clip, a copy re-sung by ``singtalk.resing`` (labelled singing) and one re-synthesised
-with its own pitch (labelled talking); measured and not adopted (README). ``--per-band`` trains on
-spectrograms with each band's mean removed (``spectro.normalise(per_band=True)``; recorded in the
-weights; measured and not adopted: README) and writes to ``var/spectro-<view>-per-band/``, its
-all-training network as ``all-training.npz`` there, leaving the shipped weights alone.
+class-balanced weights, Adam with cosine decay, a fixed number of epochs. Each band's mean over the clip is
+removed from the spectrogram (``spectro.normalise(per_band=True)``, recorded in the weights). ``--global-mean``
+removes one mean instead (schema st-6; measured and replaced: README) and writes to
+``var/spectro-<view>-global-mean/``, its all-training network as ``all-training.npz`` there, leaving the shipped
+weights alone. ``--resung`` adds, for every training talking clip, a copy re-sung by ``singtalk.resing``
+(labelled singing) and one re-synthesised with its own pitch (labelled talking); measured and not adopted
+(README).
 
 Writes:
-- ``singtalk/weights/spectro-st6-<view>.npz``: the network trained on every training clip
+- ``singtalk/weights/spectro-st7-<view>.npz``: the network trained on every training clip
   (the shipped feature extractor; NumPy weights, batch-norm folded);
 - ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
   training speakers each, so ``train_default.py --spectro-folds <out>`` can give
@@ -146,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resung", action="store_true",
                         help="add a re-sung (singing) and a re-synthesised (talking) copy of each training talking "
                              "clip (singtalk.resing; measured, not adopted: see the README)")
-    parser.add_argument("--per-band", action="store_true",
-                        help="remove each band's mean instead of one mean (measured, not adopted: see the README)")
+    parser.add_argument("--global-mean", action="store_true",
+                        help="remove one mean instead of each band's (schema st-6; measured and replaced: see the README)")
     args = parser.parse_args(argv)
-    args.out = args.out or f"var/spectro-{args.view}" + ("-per-band" if args.per_band else "")
-    args.weights = args.weights or (f"{args.out}/all-training.npz" if args.per_band else str(spectro.WEIGHTS[args.view]))
+    args.per_band = not args.global_mean
+    args.out = args.out or f"var/spectro-{args.view}" + ("-global-mean" if args.global_mean else "")
+    args.weights = args.weights or (f"{args.out}/all-training.npz" if args.global_mean else str(spectro.WEIGHTS[args.view]))
     started = time.perf_counter()
 
     data_dir = Path(args.data) if args.data else config.data_dir()

@@ -33,7 +33,7 @@ from . import spectro
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-6"
+FEATURE_VERSION = "st-7"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048

@@ -1,9 +1,9 @@
 """The learnt features: two small spectrogram CNNs, run in NumPy.
 
-Each network reads one view of the sounding frames' dB power spectrum, normalised by
-its own mean so gain does not matter, and gives one logit for "singing" (a network
-trained with ``per_band`` instead removes each band's mean, the spectrogram's
-cepstral mean normalisation; its weights file says so, see :func:`normalise`):
+Each network reads one view of the sounding frames' dB power spectrum with each band's
+mean over the clip removed (the spectrogram's cepstral mean normalisation: gain, a fixed EQ
+and the voice's long-term spectrum do not matter) and gives one logit for "singing"; its
+weights file says which normalisation it was trained with (see :func:`normalise`):
 
 - ``mel``: the 64-band mel the MFCCs come from (timbre, formants, up to 8 kHz);
 - ``harmonic``: 128 log-spaced bands from 80 Hz to 4 kHz (~23 per octave), fine
@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 VIEWS = ("mel", "harmonic")
 """The spectrogram views, in feature order (``spectro_logit``, ``harmonic_logit``)."""
-WEIGHTS = {view: Path(__file__).resolve().parent / "weights" / f"spectro-st6-{view}.npz" for view in VIEWS}
+WEIGHTS = {view: Path(__file__).resolve().parent / "weights" / f"spectro-st7-{view}.npz" for view in VIEWS}
 N_BLOCKS = 4
 MIN_FRAMES = 2 ** N_BLOCKS
 """Shorter inputs are repeated up to this many frames (every pooling needs two)."""
@@ -42,10 +42,11 @@ BN_EPSILON = 1e-3  # Keras' BatchNormalization default
 def normalise(spec_db: np.ndarray, per_band: bool = False) -> np.ndarray:
     """``(T, bands)`` dB spectrogram → the network's input: minus its mean, over ``DB_SCALE``.
 
-    ``per_band`` removes each band's own mean over time instead: gain, a fixed EQ and the
-    voice's long-term spectral envelope all go, and only how the spectrum moves is left.
-    Measured and not shipped (README: it cuts cross-validation errors by a third, but a network
-    that never heard karaoke singing then misses far more of it).
+    ``per_band`` (the shipped networks, schema st-7) removes each band's own mean over time
+    instead: gain, a fixed EQ and the voice's long-term spectral envelope all go, and only how
+    the spectrum moves is left (README: it cuts cross-validation errors by a third; alone, a
+    network that never heard karaoke singing misses more of it, which the ``max`` head's
+    linear judge covers).
     """
     x = np.asarray(spec_db, dtype=np.float32)
     return (x - (x.mean(axis=0, keepdims=True) if per_band else x.mean())) / np.float32(DB_SCALE)

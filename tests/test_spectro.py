@@ -102,7 +102,7 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
     assert np.isfinite(F.spectro_feature(mel[:3]))
     assert F.spectro_feature(mel[:0]) == 0.0
     assert F.spectro_feature(mel[:0], view="harmonic") == 0.0
-    assert F.FEATURE_NAMES[-2:] == ("spectro_logit", "harmonic_logit") and F.FEATURE_VERSION == "st-6"
+    assert F.FEATURE_NAMES[-2:] == ("spectro_logit", "harmonic_logit") and F.FEATURE_VERSION == "st-7"
 
 
 def test_feature_in_pool_uses_sounding_frames_of_the_range():
@@ -168,9 +168,9 @@ def test_resung_inputs_give_a_sung_and_a_talking_copy_of_a_talking_clip(manifest
 
 
 def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_path):
-    """``train_spectro.py --resung --per-band`` on a 24-clip manifest (6 RAVDESS actors, 2 sung + 2 spoken
-    each), one epoch: every training talking clip adds two inputs, the weights and the report are written,
-    and the exported networks load and normalise per band."""
+    """``train_spectro.py --resung`` on a 24-clip manifest (6 RAVDESS actors, 2 sung + 2 spoken each), one
+    epoch: every training talking clip adds two inputs, the weights and the report are written, and the
+    exported networks load and normalise per band (the default since st-7)."""
     import json
     import sys
 
@@ -184,7 +184,7 @@ def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_pat
     rows.assign(path=rows["abspath"]).drop(columns="abspath").to_csv(tmp_path / "manifest.csv", index=False)
     weights = tmp_path / "net.npz"
     assert train_spectro.main(["--data", str(tmp_path), "--view", "mel", "--epochs", "1", "--folds", "2",
-                               "--no-loso", "--resung", "--per-band", "--jobs", "1", "--out", str(tmp_path / "out"),
+                               "--no-loso", "--resung", "--jobs", "1", "--out", str(tmp_path / "out"),
                                "--weights", str(weights)]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     n_test = report["test_split"]["n"]
