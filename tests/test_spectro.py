@@ -105,6 +105,18 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
     assert F.FEATURE_NAMES[-2:] == ("spectro_logit", "harmonic_logit") and F.FEATURE_VERSION == "st-7"
 
 
+@pytest.mark.parametrize("view", spectro.VIEWS)
+def test_shipped_networks_are_the_per_band_ones_schema_st7_names(view):
+    """st-7 means per-band normalisation: the shipped file of each view says so, and a fixed EQ (a different
+    offset per band) leaves its logit unchanged, which a one-mean network's would not."""
+    net = spectro.default_net(view)
+    assert spectro.WEIGHTS[view].name == f"spectro-st7-{view}.npz" and net.per_band
+    rng = np.random.default_rng(3)
+    spec = rng.normal(-40, 8, (120, F.N_MELS if view == "mel" else F.N_LOGF_BANDS)).astype(np.float32)
+    eq = np.linspace(-12, 12, spec.shape[1])
+    assert F.spectro_feature(spec + eq, view=view) == pytest.approx(F.spectro_feature(spec, view=view), abs=1e-4)
+
+
 def test_feature_in_pool_uses_sounding_frames_of_the_range():
     rng = np.random.default_rng(5)
     tone = np.sin(2 * np.pi * 220 * np.arange(32000) / 16000).astype(np.float32)
