@@ -106,7 +106,7 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
 
 
 @pytest.mark.parametrize("view", spectro.VIEWS)
-def test_shipped_networks_are_the_per_band_ones_schema_st7_names(view):
+def test_shipped_networks_are_per_band_as_schema_st7_says(view):
     """st-7 means per-band normalisation: the shipped file of each view says so, and a fixed EQ (a different
     offset per band) leaves its logit unchanged, which a one-mean network's would not."""
     net = spectro.default_net(view)
