@@ -1,9 +1,9 @@
 """Audio → label, confidence and a per-window timeline, with a loaded model.
 
-The pipeline: decode (once, at the working rate) → optional vocal extraction →
-20 dB trim check → one analysis of the whole clip → pooled features for the
-clip and for overlapping windows → MinMax scaling → the Keras model, called
-directly. Clips up to :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled
+The pipeline: decode (once, at the working rate) → optional vocal extraction (refused
+with :class:`~singtalk.errors.NoVoice` when it keeps nothing but leakage) → 20 dB trim
+check → one analysis of the whole clip → pooled features for the clip and for
+overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled
 features (as the model was trained); longer inputs from the mean of their
 windows' probabilities. Long inputs are analysed in segments to bound memory.
 """
@@ -74,7 +74,9 @@ class Classifier:
         else:
             y = load_audio(source, sr=rate, name=name, max_duration=max_duration)
         if separate:
-            y = self.extract_vocals(y, rate, stage=stage)
+            vocals = self.extract_vocals(y, rate, stage=stage)
+            require_voice(vocals, audio.SAMPLE_RATE, y, rate)
+            y = vocals
         return y
 
     @staticmethod
@@ -166,6 +168,19 @@ class Classifier:
         for i, name in enumerate(self.class_names):
             frame[f"p_{name}"] = np.where(ok, np.round(p[:, i], 4), np.nan) if len(p) else []
         return frame
+
+
+def require_voice(vocals: np.ndarray, vocals_sr: int, mixture: np.ndarray, mixture_sr: int) -> np.ndarray:
+    """``vocals`` unchanged, or :class:`NoVoice` when they are far quieter than their mixture
+    (:data:`separation.NO_VOICE_DB`): Spleeter kept only leakage, and classifying it would say nothing."""
+    from .errors import NoVoice
+    from .separation import NO_VOICE_DB, vocal_level_db
+
+    level = vocal_level_db(vocals, vocals_sr, mixture, mixture_sr)
+    if level < NO_VOICE_DB:
+        raise NoVoice(f"No voice found: the extracted vocals are {-level:.0f} dB below the music (an instrumental?). "
+                      "Classify without vocal extraction to judge the sound as it is.")
+    return vocals
 
 
 def classify_safely(classifier: Classifier, source, *, separate: bool = False, name: str | None = None):

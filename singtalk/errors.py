@@ -33,6 +33,10 @@ class SilentAudio(AudioError):
     """Nothing audible: digital silence or only noise far below any voice."""
 
 
+class NoVoice(AudioError):
+    """Vocal extraction found no voice: what it kept is far quieter than the music."""
+
+
 class DownloadRefused(SingtalkError):
     """A URL refused before any download (scheme, private host, playlist, too long)."""
 

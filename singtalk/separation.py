@@ -288,6 +288,40 @@ def separate_files(
     return results
 
 
+NO_VOICE_DB = -20.0
+"""Below this :func:`vocal_level_db`, the extracted vocals are taken for leakage, not a voice.
+
+Measured with Spleeter 2stems: the 51 songs of the corpus's ``mixture/`` (MIR-1K karaoke at 0 dB and two
+produced songs) give −4.7 to +3.3 dB, clean speech and singing +0.5 to +4.3 dB, an instrumental excerpt
+(demucs' test file) −22.7 dB. MIR-1K's backing tracks alone spread from −77 to +0.9 dB: a melody instrument
+doubling the tune goes to the vocal stem, so this check catches about half of instrumental music, not all."""
+LEVEL_FRAME_S = 0.05
+
+
+def _frame_rms(y: np.ndarray, sr: int) -> np.ndarray:
+    """RMS of consecutive ``LEVEL_FRAME_S`` frames (a partial last frame is dropped)."""
+    n = max(1, int(LEVEL_FRAME_S * sr))
+    k = len(y) // n
+    if k == 0:
+        return np.zeros(0)
+    frames = np.asarray(y[:k * n], dtype=np.float64).reshape(k, n)
+    return np.sqrt(np.mean(frames ** 2, axis=1))
+
+
+def vocal_level_db(vocals: np.ndarray, vocals_sr: int, mixture: np.ndarray, mixture_sr: int) -> float:
+    """How loud the extracted vocals are next to their mixture, in dB.
+
+    The loudest 1% of the vocals' 50 ms frames against the loudest 5% of the mixture's, so a voice heard
+    for two seconds of a three-minute track still counts. 0.0 when either is too short or silent to judge."""
+    v, m = _frame_rms(vocals, vocals_sr), _frame_rms(mixture, mixture_sr)
+    if not len(v) or not len(m):
+        return 0.0
+    v99, m95 = float(np.percentile(v, 99)), float(np.percentile(m, 95))
+    if m95 <= 1e-9:
+        return 0.0
+    return float(20 * np.log10(max(v99, 1e-12) / m95))
+
+
 def si_snr(estimate: np.ndarray, reference: np.ndarray) -> float:
     """Scale-invariant SNR in dB of ``estimate`` against ``reference`` (zero-mean, cut to the shorter)."""
     n = min(len(estimate), len(reference))

@@ -87,6 +87,28 @@ def test_timeline_on_long_mixture_with_separation(corpus, tmp_path):
     assert pd.read_csv(out).label[0] == "singing"
 
 
+def test_separate_finds_no_voice_in_an_accompaniment_and_says_so(corpus, manifest, tmp_path):
+    """A real MIR-1K backing track (the mixture is half vocal, half accompaniment, so accompaniment = 2 · mixture
+    − vocal) through ``--separate``: Spleeter keeps only leakage, and the row says no voice was found instead of
+    labelling that leakage; the song itself, in the same run, is singing. Exit status 1 (one input failed)."""
+    from singtalk.audio import decode
+
+    stem = "abjones_2_04"
+    mixture_path = corpus / "mixture" / "mir1k" / f"{stem}_mix.flac"
+    assert f"mixture/mir1k/{stem}_mix.flac" in set(manifest.path), "the corpus should hold this MIR-1K mixture"
+    mixture, vocal = decode(mixture_path), decode(corpus / "singing" / "mir1k" / f"{stem}.flac")
+    n = min(len(mixture), len(vocal))
+    accompaniment = write_wav(tmp_path / "accompaniment.wav", 2 * mixture[:n] - vocal[:n])
+    out = tmp_path / "out.csv"
+    proc = run_cli("classify", accompaniment, mixture_path, "--separate", "--csv", out)
+    assert proc.returncode == 1, proc.stderr
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    backing, song = table.loc[str(accompaniment)], table.loc[str(mixture_path)]
+    assert backing.label == "" and backing.error.startswith("No voice found"), backing.to_dict()
+    assert song.label == "singing" and song.error == ""
+    assert "Traceback" not in proc.stderr
+
+
 def test_url_input_from_loopback_server(good_clips, tmp_path):
     folder, rows = good_clips
     singing = next(p for p, label in rows if label == "singing")

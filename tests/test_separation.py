@@ -253,3 +253,15 @@ print("ok")
 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_vocal_level_compares_the_loudest_frames_at_any_rates():
+    """A steady tone: vocals at a tenth of the mixture's amplitude read −20 dB whatever the two rates; the
+    same signal 0 dB; nothing to judge (too short, a silent mixture) reads 0."""
+    t44, t16 = np.arange(44100 * 2) / 44100, np.arange(16000 * 2) / 16000
+    mixture = 0.5 * np.sin(2 * np.pi * 220 * t44)
+    assert separation.vocal_level_db(0.05 * np.sin(2 * np.pi * 220 * t16), 16000, mixture, 44100) == pytest.approx(-20, abs=0.1)
+    assert separation.vocal_level_db(mixture, 44100, mixture, 44100) == pytest.approx(0, abs=1e-6)
+    assert separation.vocal_level_db(mixture[:10], 44100, mixture, 44100) == 0.0
+    assert separation.vocal_level_db(mixture, 44100, np.zeros(44100), 44100) == 0.0
+
