@@ -3,7 +3,8 @@
     .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
     .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-7)
     .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.002]
-                                              [--jobs 2] [--copies 2] [--ensemble 5] [--no-loso]
+                                              [--L-features dynamic|all] [--jobs 2] [--copies 2] [--ensemble 5]
+                                              [--no-loso]
 
 Steps: read the manifest's singing and talking rows; split by speaker
 (``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
@@ -15,8 +16,8 @@ some of those through MP3). The
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
 leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
 a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
-regressions on the hand-crafted features averaged over fits that each leave one corpus out
-(:func:`max_model`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and
+regressions on the hand-crafted features (less the long-term spectral shape: :data:`L_FEATURES`) averaged
+over fits that each leave one corpus out (:func:`max_model`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and
 ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
 Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -112,16 +114,25 @@ sigmoid(L) alone; ``stack``: MLPs trained on all 160 features. All are Keras mod
 features, fine-tuned by retraining like any other."""
 LINEAR_C = 0.002
 """Inverse L2 strength of L's logistic regressions (class-balanced, on standardised features)."""
+STATIC_TIMBRE = re.compile(r"(voiced_)?(mfcc\d+|contrast\d+|log2_rolloff|log2_centroid|log10_flatness|zcr)_mean")
+"""The long-term spectral shape summaries: means of the MFCCs, spectral contrast, roll-off, centroid,
+flatness and ZCR. They carry the microphone, the room, the speaker and the corpus more than singing."""
+L_FEATURES = {"dynamic": lambda name: not STATIC_TIMBRE.fullmatch(name), "all": lambda name: True}
+"""Which hand-crafted features L reads. ``dynamic`` (the default) leaves out :data:`STATIC_TIMBRE` and keeps how
+the voice moves (pitch, rhythm, modulation, variability), as the per-band CNNs ignore the long-term spectrum:
+in leave-one-corpus-out it recognised more unheard singing (README)."""
 
 
-def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C) -> tuple[np.ndarray, float]:
-    """L: weights over the scaled features (0 for the networks' logits) and a bias. L is the average of
-    class-balanced logistic regressions with L2 strength 1/``C`` on standardised hand-crafted features, one per
-    corpus of ``train`` (``dataset.corpus_of`` of its ``source`` column) fitted without that corpus, so no
-    corpus's peculiarities carry L alone; one fit on all rows when fewer than two such fits have both classes."""
+def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C,
+                       features: str = "dynamic") -> tuple[np.ndarray, float]:
+    """L: weights over the scaled features (0 for the networks' logits and for features :data:`L_FEATURES`
+    ``[features]`` leaves out) and a bias. L is the average of class-balanced logistic regressions with L2
+    strength 1/``C`` on standardised hand-crafted features, one per corpus of ``train`` (``dataset.corpus_of``
+    of its ``source`` column) fitted without that corpus, so no corpus's peculiarities carry L alone; one fit on
+    all rows when fewer than two such fits have both classes."""
     from sklearn.linear_model import LogisticRegression
 
-    hand = [i for i, name in enumerate(names) if name not in VIEW_FEATURES.values()]
+    hand = [i for i, name in enumerate(names) if name not in VIEW_FEATURES.values() and L_FEATURES[features](name)]
     X = scaler.transform(train[names].to_numpy())[:, hand]
     y = (train["label"] == "singing").to_numpy()
     corpora = (np.array([dataset.corpus_of(s) for s in train["source"]]) if "source" in train
@@ -172,15 +183,17 @@ def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, tra
     return model
 
 
-def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C):
+def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
+              l_features: str = "dynamic"):
     """The ``max`` head: sigmoid(max(L, S)) = sigmoid(ReLU(L − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
-    (wl, bl), (ws, bs) = hand_crafted_logit(train, scaler, names, C), logit_sum_weights(scaler, names)
+    (wl, bl), (ws, bs) = hand_crafted_logit(train, scaler, names, C, l_features), logit_sum_weights(scaler, names)
     return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
 
 
-def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C):
+def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
+                 l_features: str = "dynamic"):
     """The ``linear`` head: sigmoid(L) = sigmoid(ReLU(L) − ReLU(−L))."""
-    wl, bl = hand_crafted_logit(train, scaler, names, C)
+    wl, bl = hand_crafted_logit(train, scaler, names, C, l_features)
     return relu_head([(wl, bl, 1.0), (-wl, -bl, -1.0)], len(names), train_config)
 
 
@@ -193,8 +206,9 @@ def logit_sum_model(scaler, names: list[str], train_config):
 
 
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
-        C: float = LINEAR_C):
-    """Scaler + model (``C``: L's regularisation, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1,
+        C: float = LINEAR_C, l_features: str = "dynamic"):
+    """Scaler + model (``C``, ``l_features``: L's regularisation and features, for the ``max`` and ``linear``
+    heads); with ``ensemble`` > 1,
     that many seeds (seed, seed+1, ...) averaged into one model (``model.average_models``); the result's history
     and epochs are the first member's."""
     import dataclasses
@@ -209,7 +223,8 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
         from singtalk.model import TrainResult
 
         model = (logit_sum_model(scaler, names, train_config) if head == "logit-sum"
-                 else (max_model if head == "max" else linear_model)(train, scaler, names, train_config, C=C))
+                 else (max_model if head == "max" else linear_model)(train, scaler, names, train_config, C=C,
+                                                                           l_features=l_features))
         return TrainResult(model=model, history={}, config=train_config, class_names=list(CLASSES),
                            n_train=len(train)), scaler
     X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the classifier over the features (see HEADS); default: chosen by leave-one-source-out")
     parser.add_argument("--C", type=float, default=LINEAR_C,
                         help="max and linear heads: inverse L2 strength of the logistic regressions")
+    parser.add_argument("--L-features", dest="l_features", choices=sorted(L_FEATURES), default="dynamic",
+                        help="max and linear heads: the hand-crafted features L reads (see L_FEATURES)")
     parser.add_argument("--spectro-folds", default="var/spectro-{view}",
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
                              "networks); {view} stands for the view")
@@ -323,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C)
+    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C, args.l_features)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -349,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             if train_s["label"].nunique() < 2:
                 continue
             res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble,
-                                  args.head, args.C)
+                                  args.head, args.C, args.l_features)
             loso[source] = evaluate(res_s, scaler_s, clean[clean["corpus"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
@@ -375,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata["config"]["head"] = args.head
     if args.head in ("max", "linear"):
         metadata["config"]["head_C"] = args.C
+        metadata["config"]["head_L_features"] = args.l_features
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"

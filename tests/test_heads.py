@@ -45,19 +45,24 @@ def table() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def labelled(table) -> pd.DataFrame:
-    """The random table labelled by two hand-crafted features (so L has something to learn)."""
+    """The random table labelled by two hand-crafted features L reads (so it has something to learn)."""
     frame = table.copy()
-    frame["label"] = np.where(frame[NAMES[0]] + frame[NAMES[5]] > 0, "singing", "talking")
+    frame["label"] = np.where(frame["mfcc0_std"] + frame["f0_range"] > 0, "singing", "talking")
     return frame
 
 
-def hand_crafted_reference(frame: pd.DataFrame, fit_rows: pd.DataFrame) -> np.ndarray:
-    """L computed independently: scikit-learn's own pipeline on the raw (unscaled) hand-crafted features."""
+def hand_crafted_reference(frame: pd.DataFrame, fit_rows: pd.DataFrame, features: str = "dynamic") -> np.ndarray:
+    """L computed independently: scikit-learn's own pipeline on the raw (unscaled) hand-crafted features
+    (``dynamic``: all but the static timbre means, listed here by hand)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    hand = [n for n in NAMES if n not in LOGITS]
+    static = {f"mfcc{k}_mean" for k in range(1, 20)} | {f"{v}contrast{k}_mean" for k in range(7) for v in ("", "voiced_")}
+    static |= {"log2_rolloff_mean", "log2_centroid_mean", "zcr_mean", "log10_flatness_mean", "voiced_log10_flatness_mean",
+               "voiced_log2_centroid_mean"}
+    hand = [n for n in NAMES if n not in LOGITS and (features == "all" or n not in static)]
+    assert len(hand) == (158 if features == "all" else 119)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=train_default.LINEAR_C, class_weight="balanced",
                                                               max_iter=10000))
     pipe.fit(fit_rows[hand].to_numpy(), fit_rows["label"] == "singing")
@@ -78,6 +83,19 @@ def test_hand_crafted_logit_averages_fits_that_each_leave_a_corpus_out(labelled)
                        axis=0)
     np.testing.assert_allclose(L, expected, atol=1e-4)
     assert np.abs(L - hand_crafted_reference(frame, frame)).max() > 1e-3  # not the single fit
+
+
+def test_dynamic_L_ignores_the_static_timbre_means_and_all_reads_them(labelled):
+    """``dynamic`` (the default) gives the long-term spectral shape means weight 0, so shifting them (another
+    microphone, another voice) leaves L unchanged; ``all`` is the same fit over every hand-crafted feature."""
+    scaler = MinMaxScaling(NAMES).fit(labelled[NAMES].to_numpy())
+    for features in ("dynamic", "all"):
+        weights, bias = train_default.hand_crafted_logit(labelled, scaler, NAMES, features=features)
+        L = scaler.transform(labelled[NAMES].to_numpy()) @ weights + bias
+        np.testing.assert_allclose(L, hand_crafted_reference(labelled, labelled, features), atol=1e-4)
+        static = [i for i, n in enumerate(NAMES) if train_default.STATIC_TIMBRE.fullmatch(n)]
+        assert len(static) == 39
+        assert (weights[static] == 0).all() == (features == "dynamic")
 
 
 def test_max_model_is_the_sigmoid_of_the_larger_logit(labelled):
@@ -149,3 +167,26 @@ def test_shipped_model_is_the_max_head_over_its_test_rows():
     above = p > s + 1e-3
     assert 0 < above.sum() < len(p)
     assert np.all(p[s > 0.5] > 0.5)
+
+
+def test_shipped_model_ignores_the_static_timbre_means():
+    """The shipped L leaves out the long-term spectral shape (``--L-features dynamic``): giving every test clip
+    another clip's 39 static-timbre means changes no prediction, while doing so with the dynamic features does."""
+    loaded = ModelStore(Path(__file__).resolve().parent.parent / "models").load()
+    assert loaded.metadata["config"]["head_L_features"] == "dynamic"
+    raw = pd.read_csv(Path(__file__).resolve().parent.parent / "models" / "tables" / dataset.RAW_TABLE)
+    test = raw[raw["split"] == "test"].reset_index(drop=True)
+    static = [n for n in NAMES if train_default.STATIC_TIMBRE.fullmatch(n)]
+    dynamic = [n for n in NAMES if n not in static and n not in LOGITS]
+    shuffled = np.random.default_rng(0).permutation(len(test))
+
+    def p_singing(frame):
+        return loaded.predict_proba(frame[NAMES].to_numpy(np.float32))[:, loaded.class_names.index("singing")]
+
+    base = p_singing(test)
+    swapped = test.copy()
+    swapped[static] = test[static].to_numpy()[shuffled]
+    np.testing.assert_allclose(p_singing(swapped), base, atol=1e-5)
+    swapped = test.copy()
+    swapped[dynamic] = test[dynamic].to_numpy()[shuffled]
+    assert np.abs(p_singing(swapped) - base).max() > 0.1
