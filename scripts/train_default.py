@@ -16,9 +16,9 @@ some of those through MP3). The
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
 leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
 a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
-regressions on the hand-crafted features (less the long-term spectral shape: :data:`L_FEATURES`) averaged
-over fits that each leave one corpus out (:func:`max_model`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and
-``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
+regressions on the hand-crafted features (less the long-term spectral shape: :data:`L_FEATURES`)
+averaged over fits that each leave one corpus out (:func:`max_model`, :func:`hand_crafted_logit`);
+``logit-sum`` sigmoid(S) and ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
 Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
 training) and, unless ``--no-loso``, leave-one-source-out (train without corpus S, with every

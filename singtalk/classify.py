@@ -3,9 +3,9 @@
 The pipeline: decode (once, at the working rate) → optional vocal extraction (refused
 with :class:`~singtalk.errors.NoVoice` when it keeps nothing but leakage) → 20 dB trim
 check → one analysis of the whole clip → pooled features for the clip and for
-overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled
-features (as the model was trained); longer inputs from the mean of their
-windows' probabilities. Long inputs are analysed in segments to bound memory.
+overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to
+:data:`WHOLE_CLIP_MAX_S` are labelled from their pooled features (as the model was
+trained); longer inputs from the mean of their windows' probabilities. Long inputs are analysed in segments to bound memory.
 """
 
 from __future__ import annotations

@@ -58,9 +58,10 @@ def hand_crafted_reference(frame: pd.DataFrame, fit_rows: pd.DataFrame, features
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    static = {f"mfcc{k}_mean" for k in range(1, 20)} | {f"{v}contrast{k}_mean" for k in range(7) for v in ("", "voiced_")}
-    static |= {"log2_rolloff_mean", "log2_centroid_mean", "zcr_mean", "log10_flatness_mean", "voiced_log10_flatness_mean",
-               "voiced_log2_centroid_mean"}
+    static = {f"mfcc{k}_mean" for k in range(1, 20)}
+    static |= {f"{v}contrast{k}_mean" for k in range(7) for v in ("", "voiced_")}
+    static |= {"log2_rolloff_mean", "log2_centroid_mean", "zcr_mean", "log10_flatness_mean",
+               "voiced_log10_flatness_mean", "voiced_log2_centroid_mean"}
     hand = [n for n in NAMES if n not in LOGITS and (features == "all" or n not in static)]
     assert len(hand) == (158 if features == "all" else 119)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=train_default.LINEAR_C, class_weight="balanced",
