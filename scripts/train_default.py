@@ -18,8 +18,8 @@ leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max``
 a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
 regressions on the hand-crafted features (less the long-term spectral shape: :data:`L_FEATURES`)
 averaged over fits that each leave one corpus out (:func:`max_model`, :func:`hand_crafted_logit`);
-``logit-sum`` sigmoid(S) and ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all features (seeds
-0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
+``logit-sum`` sigmoid(S) and ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all
+features (seeds 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
 Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
 training) and, unless ``--no-loso``, leave-one-source-out (train without corpus S, with every
 learnt logit from networks trained without S; test on S; ``dataset.corpus_of``).
@@ -208,9 +208,8 @@ def logit_sum_model(scaler, names: list[str], train_config):
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
         C: float = LINEAR_C, l_features: str = "dynamic"):
     """Scaler + model (``C``, ``l_features``: L's regularisation and features, for the ``max`` and ``linear``
-    heads); with ``ensemble`` > 1,
-    that many seeds (seed, seed+1, ...) averaged into one model (``model.average_models``); the result's history
-    and epochs are the first member's."""
+    heads); with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
+    (``model.average_models``); the result's history and epochs are the first member's."""
     import dataclasses
 
     from singtalk.features import FEATURE_VERSION
