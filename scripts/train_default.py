@@ -52,6 +52,12 @@ from singtalk.features import VIEW_FEATURES  # noqa: E402
 
 CLASSES = ("singing", "talking")
 HOLDOUT_SOURCE = "ravdess"
+SPECTRO_FOLDS = Path(__file__).resolve().parent.parent / "models" / "spectro-folds"
+"""``<view>/``: the fold and leave-one-source-out networks ``train_spectro.py`` writes and :func:`main` reads.
+Committed with the shipped model: they take hours to train on two cores, and only they give training rows
+logits from networks that never heard the speaker."""
+
+
 def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
@@ -281,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="max and linear heads: inverse L2 strength of the logistic regressions")
     parser.add_argument("--L-features", dest="l_features", choices=sorted(L_FEATURES), default="dynamic",
                         help="max and linear heads: the hand-crafted features L reads (see L_FEATURES)")
-    parser.add_argument("--spectro-folds", default="var/spectro-{view}",
+    parser.add_argument("--spectro-folds", default=str(SPECTRO_FOLDS / "{view}"),
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
-                             "networks); {view} stands for the view")
+                             "networks; default: the committed models/spectro-folds/VIEW); {view} stands for the view")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     fold_dirs = {view: Path(args.spectro_folds.format(view=view)) for view in VIEWS}

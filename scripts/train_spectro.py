@@ -1,7 +1,7 @@
 """Train a spectrogram CNN whose logit is a learnt feature of schema st-7.
 
-    .venv/bin/python scripts/train_spectro.py --view mel       [--epochs 30] [--folds 5] [--out var/spectro-mel]
-    .venv/bin/python scripts/train_spectro.py --view harmonic  [--epochs 30] [--folds 5] [--out var/spectro-harmonic]
+    .venv/bin/python scripts/train_spectro.py --view mel       [--epochs 30] [--folds 5] [--out DIR] [--loso-only]
+    .venv/bin/python scripts/train_spectro.py --view harmonic  [--epochs 30] [--folds 5] [--out DIR] [--loso-only]
 
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
 ``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
@@ -23,10 +23,12 @@ Writes:
 - ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
   training speakers each, so ``train_default.py --spectro-folds <out>`` can give
   every training clip the logit of a network that never heard its speaker
-  (stacking without leakage);
+  (stacking without leakage). The default ``<out>`` (``train_default.SPECTRO_FOLDS``:
+  ``models/spectro-folds/<view>/``) is committed, so rebuilding the head with ``train_default.py``
+  does not wait for these networks to train;
 - ``<out>/without_<source>.npz`` (unless ``--no-loso``): networks trained on every
   clip (both splits) except one corpus's (``dataset.corpus_of``: AISHELL-1's two
-  collections are one), for an honest leave-one-source-out;
+  collections are one), for an honest leave-one-source-out; ``--loso-only`` trains just these;
 - ``<out>/report.json``: out-of-fold, test-split and leave-one-source-out scores of
   the CNN alone.
 """
@@ -50,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from singtalk import atomic, config, dataset, spectro  # noqa: E402
+from train_default import SPECTRO_FOLDS  # noqa: E402
 
 CLASSES = ("singing", "talking")
 RESUNG_SEED = 7919
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
     parser.add_argument("--view", choices=spectro.VIEWS, default="mel")
-    parser.add_argument("--out", default=None, help="default: var/spectro-<view>")
+    parser.add_argument("--out", default=None,
+                        help="default: models/spectro-folds/<view> (global mean: var/spectro-<view>-global-mean)")
     parser.add_argument("--weights", default=None, help="default: the shipped file of the view (spectro.WEIGHTS)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--folds", type=int, default=5)
@@ -144,14 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip the leave-one-source-out networks")
+    parser.add_argument("--loso-only", action="store_true",
+                        help="train only the leave-one-source-out networks: the fold networks and the shipped one are "
+                             "left as they are, and the scores are merged into <out>/report.json")
     parser.add_argument("--resung", action="store_true",
                         help="add a re-sung (singing) and a re-synthesised (talking) copy of each training talking "
                              "clip (singtalk.resing; measured, not adopted: see the README)")
     parser.add_argument("--global-mean", action="store_true",
                         help="remove one mean instead of each band's (schema st-6; measured and replaced: see the README)")
     args = parser.parse_args(argv)
+    if args.loso_only and args.no_loso:
+        parser.error("--loso-only and --no-loso leave nothing to train")
     args.per_band = not args.global_mean
-    args.out = args.out or f"var/spectro-{args.view}" + ("-global-mean" if args.global_mean else "")
+    args.out = args.out or str(Path("var") / f"spectro-{args.view}-global-mean" if args.global_mean
+                               else SPECTRO_FOLDS / args.view)
     args.weights = args.weights or (f"{args.out}/all-training.npz" if args.global_mean else str(spectro.WEIGHTS[args.view]))
     started = time.perf_counter()
 
@@ -189,39 +199,43 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_clips = np.flatnonzero(~test_mask)
-    splitter = StratifiedGroupKFold(args.folds, shuffle=True, random_state=args.seed)
-    fold_of_speaker: dict[str, int] = {}
-    groups = dataset.speaker_groups(labelled)
-    for k, (_, held) in enumerate(splitter.split(train_clips, labelled["label"].to_numpy()[train_clips],
-                                                 groups[train_clips])):
-        fold_of_speaker.update({str(g): k for g in groups[train_clips][held]})
-    fold = np.array([fold_of_speaker.get(str(g), -1) for g in speakers])
-    oof = np.full(len(inputs), np.nan)
-    for k in range(args.folds):
-        fit_idx = train_idx[fold[train_idx] != k]
-        model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
-        weights = spectro.export(model, args.per_band)
-        np.savez(out_dir / f"fold{k}.npz", **weights)
-        net = spectro.SpectroNet(weights)
-        held = train_idx[fold[train_idx] == k]
-        oof[held] = [net(raw[i]) for i in held]
-        print(f"fold {k}: {time.perf_counter() - started:.0f} s", flush=True)
-    atomic.write_json(out_dir / "folds.json", {"folds": args.folds, "seed": args.seed,
-                                               "fold_of_speaker": fold_of_speaker})
+    report_path = out_dir / "report.json"
+    if args.loso_only:  # keep what the full run reported on the folds and the shipped network
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {"view": args.view}
+    else:
+        train_clips = np.flatnonzero(~test_mask)
+        splitter = StratifiedGroupKFold(args.folds, shuffle=True, random_state=args.seed)
+        fold_of_speaker: dict[str, int] = {}
+        groups = dataset.speaker_groups(labelled)
+        for k, (_, held) in enumerate(splitter.split(train_clips, labelled["label"].to_numpy()[train_clips],
+                                                     groups[train_clips])):
+            fold_of_speaker.update({str(g): k for g in groups[train_clips][held]})
+        fold = np.array([fold_of_speaker.get(str(g), -1) for g in speakers])
+        oof = np.full(len(inputs), np.nan)
+        for k in range(args.folds):
+            fit_idx = train_idx[fold[train_idx] != k]
+            model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
+            weights = spectro.export(model, args.per_band)
+            np.savez(out_dir / f"fold{k}.npz", **weights)
+            net = spectro.SpectroNet(weights)
+            held = train_idx[fold[train_idx] == k]
+            oof[held] = [net(raw[i]) for i in held]
+            print(f"fold {k}: {time.perf_counter() - started:.0f} s", flush=True)
+        atomic.write_json(out_dir / "folds.json", {"folds": args.folds, "seed": args.seed,
+                                                   "fold_of_speaker": fold_of_speaker})
 
-    model = train_network([inputs[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
-    weights = spectro.export(model, args.per_band)
-    with atomic.atomic_path(args.weights) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **weights)
-    net = spectro.SpectroNet(weights)
-    test_idx = np.flatnonzero(is_test)
-    test_logits = np.array([net(raw[i]) for i in test_idx])
-    clean_train = train_idx[first[train_idx]]
-    report = {"view": args.view, "epochs": args.epochs, "inputs": len(inputs), "seconds": round(time.perf_counter() - started),
-              "out_of_fold_training_speakers": scores(y[clean_train], oof[clean_train], sources[clean_train]),
-              "test_split": scores(y[test_idx], test_logits, sources[test_idx])}
+        model = train_network([inputs[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
+        weights = spectro.export(model, args.per_band)
+        with atomic.atomic_path(args.weights) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **weights)
+        net = spectro.SpectroNet(weights)
+        test_idx = np.flatnonzero(is_test)
+        test_logits = np.array([net(raw[i]) for i in test_idx])
+        clean_train = train_idx[first[train_idx]]
+        report = {"view": args.view, "epochs": args.epochs, "inputs": len(inputs),
+                  "out_of_fold_training_speakers": scores(y[clean_train], oof[clean_train], sources[clean_train]),
+                  "test_split": scores(y[test_idx], test_logits, sources[test_idx])}
     if not args.no_loso:
         report["leave_one_source_out"] = {}
         corpora = np.array([dataset.corpus_of(s) for s in sources])
@@ -236,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             report["leave_one_source_out"][source] = {
                 "n": int(held.size), "accuracy": float(np.mean((logits > 0) == y[held]))}
             print(f"without {source}: {report['leave_one_source_out'][source]}", flush=True)
-    atomic.write_json(out_dir / "report.json", report)
+    report["loso_seconds" if args.loso_only else "seconds"] = round(time.perf_counter() - started)
+    atomic.write_json(report_path, report)
     print(json.dumps(report, indent=1))
     return 0
 

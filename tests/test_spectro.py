@@ -206,3 +206,36 @@ def test_training_script_end_to_end_with_resung_copies(manifest, corpus, tmp_pat
     assert report["out_of_fold_training_speakers"]["n"] == n_train  # re-sung copies are never scored
     assert np.isfinite(spectro.SpectroNet.load(weights)(np.full((50, F.N_MELS), -30.0, np.float32)))
     assert spectro.SpectroNet.load(weights).per_band and spectro.SpectroNet.load(tmp_path / "out" / "fold0.npz").per_band
+
+
+def test_training_script_loso_only_adds_the_left_out_networks_and_keeps_the_rest(manifest, corpus, tmp_path):
+    """``train_spectro.py --loso-only`` (completing a committed folder): one network per left-out corpus, scored
+    on that corpus; no fold network, no shipped network written; the earlier report's figures kept."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_spectro
+
+    ravdess = manifest[manifest["source"] == "ravdess"]
+    actors = sorted(ravdess["speaker"].unique())[:3]
+    rows = pd.concat([ravdess[(ravdess["speaker"] == a) & (ravdess["label"] == label)].head(2)
+                      for a in actors for label in ("singing", "talking")] +
+                     [manifest[manifest["source"] == source].head(3) for source in ("mir1k", "librispeech")])
+    rows.assign(path=rows["abspath"]).drop(columns="abspath").to_csv(tmp_path / "manifest.csv", index=False)
+    out, weights = tmp_path / "out", tmp_path / "net.npz"
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps({"view": "mel", "test_split": {"n": 7}}))
+    args = ["--data", str(tmp_path), "--view", "mel", "--epochs", "1", "--jobs", "1", "--out", str(out),
+            "--weights", str(weights)]
+    assert train_spectro.main(args + ["--loso-only"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["test_split"] == {"n": 7}
+    assert set(report["leave_one_source_out"]) == {"ravdess", "mir1k", "librispeech"}
+    assert report["leave_one_source_out"]["mir1k"]["n"] == 3
+    assert sorted(p.name for p in out.glob("*.npz")) == ["without_librispeech.npz", "without_mir1k.npz",
+                                                         "without_ravdess.npz"]
+    assert not weights.exists()
+    assert spectro.SpectroNet.load(out / "without_mir1k.npz").per_band
+    with pytest.raises(SystemExit):
+        train_spectro.main(args + ["--loso-only", "--no-loso"])
