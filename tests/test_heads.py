@@ -4,6 +4,7 @@ averaged over fits that each leave one corpus out."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -191,3 +192,29 @@ def test_shipped_model_ignores_the_static_timbre_means():
     swapped = test.copy()
     swapped[dynamic] = test[dynamic].to_numpy()[shuffled]
     assert np.abs(p_singing(swapped) - base).max() > 0.1
+
+
+@pytest.mark.parametrize("view", ["mel", "harmonic"])
+def test_committed_fold_networks_cover_the_training_speakers_of_the_split(view, manifest):
+    """``train_default.py`` gives every training clip the logit of a fold network that never heard its speaker;
+    the committed networks must fit today's split: each view's folds.json assigns exactly the training-split
+    speakers, both views the same way, and every fold network loads as a per-band network of its view."""
+    from singtalk import spectro
+    from singtalk.features import N_LOGF_BANDS, N_MELS
+
+    folder = train_default.SPECTRO_FOLDS / view
+    info = json.loads((folder / "folds.json").read_text())
+    labelled = manifest[manifest["label"].isin(train_default.CLASSES)].reset_index(drop=True)
+    test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=info["seed"])
+    groups = dataset.speaker_groups(labelled)
+    assert set(info["fold_of_speaker"]) == set(groups[~test_mask])
+    assert set(info["fold_of_speaker"].values()) == set(range(info["folds"]))
+    other = "harmonic" if view == "mel" else "mel"
+    other_info = json.loads((train_default.SPECTRO_FOLDS / other / "folds.json").read_text())
+    assert other_info["fold_of_speaker"] == info["fold_of_speaker"]
+    rng = np.random.default_rng(0)
+    for k in range(info["folds"]):
+        net = spectro.SpectroNet.load(folder / f"fold{k}.npz")
+        assert net.per_band
+        bands = N_MELS if view == "mel" else N_LOGF_BANDS
+        assert np.isfinite(net(rng.normal(-40, 10, (80, bands)).astype(np.float32)))
