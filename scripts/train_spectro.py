@@ -122,6 +122,13 @@ def train_network(inputs: list[np.ndarray], y: np.ndarray, *, epochs: int, seed:
     return model
 
 
+def save_weights(path: str | Path, weights: dict[str, np.ndarray]) -> None:
+    """Write a network's weights atomically, so an interrupted run never leaves half a file."""
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **weights)
+
+
 def scores(y: np.ndarray, logits: np.ndarray, sources: np.ndarray) -> dict:
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             fit_idx = train_idx[fold[train_idx] != k]
             model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed + k)
             weights = spectro.export(model, args.per_band)
-            np.savez(out_dir / f"fold{k}.npz", **weights)
+            save_weights(out_dir / f"fold{k}.npz", weights)
             net = spectro.SpectroNet(weights)
             held = train_idx[fold[train_idx] == k]
             oof[held] = [net(raw[i]) for i in held]
@@ -226,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = train_network([inputs[i] for i in train_idx], y[train_idx], epochs=args.epochs, seed=args.seed)
         weights = spectro.export(model, args.per_band)
-        with atomic.atomic_path(args.weights) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **weights)
+        save_weights(args.weights, weights)
         net = spectro.SpectroNet(weights)
         test_idx = np.flatnonzero(is_test)
         test_logits = np.array([net(raw[i]) for i in test_idx])
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             fit_idx = np.flatnonzero(corpora != source)
             model = train_network([inputs[i] for i in fit_idx], y[fit_idx], epochs=args.epochs, seed=args.seed)
             weights = spectro.export(model, args.per_band)
-            np.savez(out_dir / f"without_{source}.npz", **weights)
+            save_weights(out_dir / f"without_{source}.npz", weights)
             net = spectro.SpectroNet(weights)
             held = np.flatnonzero((corpora == source) & first)
             logits = np.array([net(raw[i]) for i in held])
