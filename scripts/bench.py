@@ -110,7 +110,7 @@ def bench_features(tmp: Path, repeats: int) -> None:
         "hand_windows": lambda: features.extract_windows(features.analyse(y, SR), nets=no_cnn),
     }, repeats)
     _, seed = paired(stft, {"seed": lambda: seed_way(y, SR, features.HOP_LENGTH)}, max(3, repeats // 3))
-    row("features, 30 s clip: extract incl. the two spectrogram CNNs / one STFT", f"{fast['extract'][1]:.2f}x", "<= 3x",
+    row("features, 30 s clip: extract incl. the three CNNs / one STFT", f"{fast['extract'][1]:.2f}x", "<= 3x",
         fast["extract"][1] <= 3, f"(STFT {ref_ms:.0f} ms, extract {fast['extract'][0]:.0f} ms, "
                                   f"without the CNNs {fast['hand'][0]:.0f} ms)")
     row("features, 30 s clip: extract, hand-crafted part (pitch incl.) / one STFT", f"{fast['hand'][1]:.2f}x",

@@ -1,7 +1,8 @@
 """Build the shipped default model (singing vs talking) from ../shared/data.
 
-    .venv/bin/python scripts/train_spectro.py --view mel        # first: the two spectrogram CNNs
-    .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-7)
+    .venv/bin/python scripts/train_spectro.py --view mel        # first: the three CNNs
+    .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-8; their fold networks
+    .venv/bin/python scripts/train_spectro.py --view contour    #  are committed in models/spectro-folds/)
     .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.002]
                                               [--L-features dynamic|all] [--jobs 2] [--copies 2] [--ensemble 5]
                                               [--no-loso]
@@ -12,7 +13,7 @@ extract its features; for TRAINING clips only add ``--copies`` augmented version
 each (``augment.random_copy``: random gain, white/pink noise, a random crop, sometimes a
 telephone band or a room reverb; every second copy also played 0.84–1.19× as fast,
 some of those through MP3). The
-``spectro_logit`` and ``harmonic_logit`` features of training rows come from the fold
+``spectro_logit``, ``harmonic_logit`` and ``contour_logit`` features of training rows come from the fold
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
 leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
 a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
@@ -116,8 +117,16 @@ HEADS = ("max", "logit-sum", "linear", "stack")
 the sum of the two networks' logits, L strongly regularised logistic regressions on the hand-crafted
 features, averaged over fits that each leave one corpus out: singing when either says so. ``logit-sum``:
 sigmoid(S) alone (the best in speaker cross-validation, the worst on sources it never heard); ``linear``:
-sigmoid(L) alone; ``stack``: MLPs trained on all 160 features. All are Keras models over the scaled
+sigmoid(J) alone; ``stack``: MLPs trained on all 161 features. All are Keras models over the scaled
 features, fine-tuned by retraining like any other."""
+S_VIEWS = ("mel", "harmonic", "contour")
+"""The networks summed into S: all three."""
+JUDGE_VIEWS = ("contour",)
+"""The timbre-free networks whose logits join L in the judge J (``max`` head: max(J, S))."""
+JUDGE_WEIGHT = 0.25
+"""J = L + JUDGE_WEIGHT × the :data:`JUDGE_VIEWS` logits. The contour network, timbre-free, is both a third
+network in S and, at a quarter, a voice in the judge: chosen by speaker cross-validation and leave-one-source-out
+among seven ways to add it (README)."""
 LINEAR_C = 0.002
 """Inverse L2 strength of L's logistic regressions (class-balanced, on standardised features)."""
 STATIC_TIMBRE = re.compile(r"(voiced_)?(mfcc\d+|contrast\d+|log2_rolloff|log2_centroid|log10_flatness|zcr)_mean")
@@ -157,15 +166,25 @@ def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float =
     return weights, bias
 
 
-def logit_sum_weights(scaler, names: list[str]) -> tuple[np.ndarray, float]:
-    """S, the sum of the networks' logits, as weights over the scaled features and a bias (undoing the scaling)."""
+def logit_sum_weights(scaler, names: list[str], views=None, scale: float = 1.0) -> tuple[np.ndarray, float]:
+    """``scale`` × the sum of the ``views``' network logits (default: the spectrogram views, :data:`S_VIEWS`) as
+    weights over the scaled features and a bias (undoing the scaling)."""
     weights, bias = np.zeros(len(names)), 0.0
-    for column in VIEW_FEATURES.values():
-        i = names.index(column)
+    for view in S_VIEWS if views is None else views:
+        i = names.index(VIEW_FEATURES[view])
         span, low = float(scaler.max_[i] - scaler.min_[i]), float(scaler.min_[i])  # logit = scaled · span + low
-        weights[i] += span
-        bias += low
+        weights[i] += scale * span
+        bias += scale * low
     return weights, bias
+
+
+def judge_weights(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C,
+                  features: str = "dynamic", weight: float = JUDGE_WEIGHT) -> tuple[np.ndarray, float]:
+    """The timbre-free judge J: L (:func:`hand_crafted_logit`) plus ``weight`` × the :data:`JUDGE_VIEWS`
+    networks' logits."""
+    (wl, bl) = hand_crafted_logit(train, scaler, names, C, features)
+    (wc, bc) = logit_sum_weights(scaler, names, JUDGE_VIEWS, weight)
+    return wl + wc, bl + bc
 
 
 def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, train_config):
@@ -190,16 +209,17 @@ def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, tra
 
 
 def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
-              l_features: str = "dynamic"):
+              l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
     """The ``max`` head: sigmoid(max(L, S)) = sigmoid(ReLU(L − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
-    (wl, bl), (ws, bs) = hand_crafted_logit(train, scaler, names, C, l_features), logit_sum_weights(scaler, names)
+    (wl, bl), (ws, bs) = judge_weights(train, scaler, names, C, l_features, judge_weight), logit_sum_weights(scaler,
+                                                                                                              names)
     return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
 
 
 def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
-                 l_features: str = "dynamic"):
-    """The ``linear`` head: sigmoid(L) = sigmoid(ReLU(L) − ReLU(−L))."""
-    wl, bl = hand_crafted_logit(train, scaler, names, C, l_features)
+                 l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
+    """The ``linear`` head: sigmoid(J) = sigmoid(ReLU(J) − ReLU(−J)), J the judge (:func:`judge_weights`)."""
+    wl, bl = judge_weights(train, scaler, names, C, l_features, judge_weight)
     return relu_head([(wl, bl, 1.0), (-wl, -bl, -1.0)], len(names), train_config)
 
 
@@ -212,9 +232,9 @@ def logit_sum_model(scaler, names: list[str], train_config):
 
 
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
-        C: float = LINEAR_C, l_features: str = "dynamic"):
-    """Scaler + model (``C``, ``l_features``: L's regularisation and features, for the ``max`` and ``linear``
-    heads); with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
+        C: float = LINEAR_C, l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
+    """Scaler + model (``C``, ``l_features``, ``judge_weight``: L's regularisation and features and the contour
+    logit's weight in J, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
     (``model.average_models``); the result's history and epochs are the first member's."""
     import dataclasses
 
@@ -229,7 +249,8 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
 
         model = (logit_sum_model(scaler, names, train_config) if head == "logit-sum"
                  else (max_model if head == "max" else linear_model)(train, scaler, names, train_config, C=C,
-                                                                           l_features=l_features))
+                                                                           l_features=l_features,
+                                                                           judge_weight=judge_weight))
         return TrainResult(model=model, history={}, config=train_config, class_names=list(CLASSES),
                            n_train=len(train)), scaler
     X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
@@ -287,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="max and linear heads: inverse L2 strength of the logistic regressions")
     parser.add_argument("--L-features", dest="l_features", choices=sorted(L_FEATURES), default="dynamic",
                         help="max and linear heads: the hand-crafted features L reads (see L_FEATURES)")
+    parser.add_argument("--judge-weight", type=float, default=JUDGE_WEIGHT,
+                        help="max and linear heads: weight of the contour network's logit in the judge J "
+                             "(0: J = L, the st-7 head)")
     parser.add_argument("--spectro-folds", default=str(SPECTRO_FOLDS / "{view}"),
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
                              "networks; default: the committed models/spectro-folds/VIEW); {view} stands for the view")
@@ -345,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C, args.l_features)
+    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C, args.l_features,
+                         args.judge_weight)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -371,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             if train_s["label"].nunique() < 2:
                 continue
             res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble,
-                                  args.head, args.C, args.l_features)
+                                  args.head, args.C, args.l_features, args.judge_weight)
             loso[source] = evaluate(res_s, scaler_s, clean[clean["corpus"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
@@ -398,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.head in ("max", "linear"):
         metadata["config"]["head_C"] = args.C
         metadata["config"]["head_L_features"] = args.l_features
+        metadata["config"]["head_judge_weight"] = args.judge_weight
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"

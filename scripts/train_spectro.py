@@ -1,16 +1,19 @@
-"""Train a spectrogram CNN whose logit is a learnt feature of schema st-7.
+"""Train one of the CNNs whose logits are learnt features of schema st-8.
 
     .venv/bin/python scripts/train_spectro.py --view mel       [--epochs 30] [--folds 5] [--out DIR] [--loso-only]
     .venv/bin/python scripts/train_spectro.py --view harmonic  [--epochs 30] [--folds 5] [--out DIR] [--loso-only]
+    .venv/bin/python scripts/train_spectro.py --view contour   [--epochs 25] [--folds 5] [--out DIR] [--loso-only]
 
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
 ``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
 per training clip, ``augment.random_copy``). The network (``spectro.build_keras``) sees random 1–3 s crops of
 the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128
-log-spaced bands 80 Hz–4 kHz), with a frequency mask (< 1/8 of the bands), a time mask
+log-spaced bands 80 Hz–4 kHz; ``contour``: the 48-bin pitch piano roll, ``features.contour_image``), with a
+frequency mask (< 1/8 of the bands), a time mask
 and a shift of ±1/32 of the bands,
-class-balanced weights, Adam with cosine decay, a fixed number of epochs. Each band's mean over the clip is
-removed from the spectrogram (``spectro.normalise(per_band=True)``, recorded in the weights). ``--global-mean``
+class-balanced weights, Adam with cosine decay, a fixed number of epochs (:data:`EPOCHS`). Each band's mean over
+the clip is removed from the spectrogram views (``spectro.normalise(per_band=True)``, recorded in the weights;
+the piano roll keeps its one mean: ``spectro.PER_BAND``). ``--global-mean``
 removes one mean instead (schema st-6; measured and replaced: README) and writes to
 ``var/spectro-<view>-global-mean/``, its all-training network as ``all-training.npz`` there, leaving the shipped
 weights alone. ``--resung`` adds, for every training talking clip, a copy re-sung by ``singtalk.resing``
@@ -18,7 +21,7 @@ weights alone. ``--resung`` adds, for every training talking clip, a copy re-sun
 (README).
 
 Writes:
-- ``singtalk/weights/spectro-st7-<view>.npz``: the network trained on every training clip
+- ``spectro.WEIGHTS[view]`` (``singtalk/weights/spectro-st7-mel.npz``, ...): the network trained on every training clip
   (the shipped feature extractor; NumPy weights, batch-norm folded);
 - ``<out>/fold<k>.npz`` + ``<out>/folds.json``: networks trained without one fold of
   training speakers each, so ``train_default.py --spectro-folds <out>`` can give
@@ -56,6 +59,8 @@ from train_default import SPECTRO_FOLDS  # noqa: E402
 
 CLASSES = ("singing", "talking")
 RESUNG_SEED = 7919
+EPOCHS = {"mel": 30, "harmonic": 30, "contour": 25}
+"""Default training epochs per view (the sparse piano roll was measured at 25)."""
 
 
 def clip_inputs(task: tuple[str, int, int], view: str = "mel") -> list[np.ndarray]:
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None,
                         help="default: models/spectro-folds/<view> (global mean: var/spectro-<view>-global-mean)")
     parser.add_argument("--weights", default=None, help="default: the shipped file of the view (spectro.WEIGHTS)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None, help="default: EPOCHS of the view")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -166,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.loso_only and args.no_loso:
         parser.error("--loso-only and --no-loso leave nothing to train")
-    args.per_band = not args.global_mean
+    if args.global_mean and not spectro.PER_BAND[args.view]:
+        parser.error(f"--global-mean: the {args.view} view always removes one mean")
+    args.per_band = spectro.PER_BAND[args.view] and not args.global_mean
+    args.epochs = args.epochs or EPOCHS[args.view]
     args.out = args.out or str(Path("var") / f"spectro-{args.view}-global-mean" if args.global_mean
                                else SPECTRO_FOLDS / args.view)
     args.weights = args.weights or (f"{args.out}/all-training.npz" if args.global_mean else str(spectro.WEIGHTS[args.view]))

@@ -7,10 +7,11 @@ zero-crossing rate and an autocorrelation pitch track (Boersma's window-normalis
 ACF taken from the same power spectrum). :func:`pool` summarises any frame range
 into one vector of :data:`N_FEATURES` numbers named by :data:`FEATURE_NAMES`, so
 sliding windows over long audio (:func:`extract_windows`) cost one analysis. The
-last two features are learnt: ``spectro_logit`` and ``harmonic_logit`` are the logits
-of two small spectrogram CNNs (:mod:`singtalk.spectro`, shipped weights, run in
-NumPy) over the range's sounding frames of the dB mel and of a log-frequency
-spectrogram (128 bands, 80 Hz–4 kHz) fine enough to show the voice's harmonics; the
+last three features are learnt: ``spectro_logit``, ``harmonic_logit`` and ``contour_logit`` are
+the logits of three small CNNs (:mod:`singtalk.spectro`, shipped weights, run in NumPy) over the
+range's sounding frames of the dB mel, of a log-frequency spectrogram (128 bands, 80 Hz–4 kHz) fine
+enough to show the voice's harmonics, and of a timbre-free piano roll of the pitch
+(:func:`contour_image`); the
 schema version names those weights.
 
 Every feature is a log, a ratio or a shape measure of a spectrum normalised by the
@@ -33,7 +34,7 @@ from . import spectro
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-7"
+FEATURE_VERSION = "st-8"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048
@@ -83,12 +84,18 @@ CHANGE_QUANTILES = (25, 50, 75)
 ONSET_RISE_DB = 9.0
 ONSET_SPAN = 5
 SPECTRO_CLIP = 30.0
+CONTOUR_BANDS = 48
+CONTOUR_BINS_PER_ST = 2
+"""The contour view: a piano roll of ±12 semitones around the range's median pitch, in half-semitone bins."""
+CONTOUR_WIDTH_BINS = 0.7
+CONTOUR_DB = 20.0
+"""A fully periodic frame peaks at this (``spectro.DB_SCALE``, so the network's input peaks near 1)."""
 _AMIN = 1e-10
 _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
 
 
-VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit"}
+VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit", "contour": "contour_logit"}
 """The feature each spectrogram view's network (:data:`spectro.VIEWS`) gives."""
 
 
@@ -559,12 +566,34 @@ def _contour_features(fr: Frames, sl: slice, n_sounding: int) -> list[float]:
 
 
 VIEW_TRACKS = {"mel": "mel_db", "harmonic": "logf_db"}
-"""The :class:`Frames` track each spectrogram view (:data:`spectro.VIEWS`) reads."""
+"""The :class:`Frames` track each spectrogram view (:data:`spectro.VIEWS`) reads; ``contour`` is drawn
+from the pitch track by :func:`contour_image`."""
+
+
+def contour_image(frames: Frames, sl: slice = slice(None)) -> np.ndarray:
+    """``(sounding frames, CONTOUR_BANDS)`` piano roll of the pitch in ``sl``, timbre-free: each voiced
+    frame is a Gaussian bump (height ``CONTOUR_DB`` × periodicity) at its pitch relative to the range's
+    median, clipped to ±12 semitones; unvoiced frames are empty. Held notes, vibrato and gliding speech
+    intonation are shapes a convolution learns, in any key and any voice."""
+    sounding = frames.sounding[sl]
+    semitones = frames.semitones[sl][sounding]
+    weight = np.where(frames.voiced[sl][sounding], frames.periodicity[sl][sounding], 0.0)
+    image = np.zeros((semitones.size, CONTOUR_BANDS), dtype=np.float32)
+    ok = np.isfinite(semitones) & (weight > 0)
+    if ok.any():
+        centre = np.clip((semitones[ok] - np.median(semitones[ok])) * CONTOUR_BINS_PER_ST + CONTOUR_BANDS / 2,
+                         0, CONTOUR_BANDS - 1)
+        bins = np.arange(CONTOUR_BANDS)[None, :]
+        image[ok] = CONTOUR_DB * weight[ok, None] * np.exp(-0.5 * ((bins - centre[:, None]) / CONTOUR_WIDTH_BINS) ** 2)
+    return image
 
 
 def spectro_input(frames: Frames, start: int = 0, stop: int | None = None, *, view: str = "mel") -> np.ndarray:
-    """The ``view`` network's input for frames ``[start, stop)``: that dB spectrogram's sounding frames."""
+    """The ``view`` network's input for frames ``[start, stop)``: that dB spectrogram's (or, for ``contour``,
+    the pitch piano roll's) sounding frames."""
     sl = slice(start, frames.n_frames if stop is None else stop)
+    if view == "contour":
+        return contour_image(frames, sl)
     return getattr(frames, VIEW_TRACKS[view])[sl][frames.sounding[sl]]
 
 

@@ -1,17 +1,25 @@
-"""The learnt features: two small spectrogram CNNs, run in NumPy.
+"""The learnt features: three small CNNs over spectrogram-like views, run in NumPy.
 
-Each network reads one view of the sounding frames' dB power spectrum with each band's
-mean over the clip removed (the spectrogram's cepstral mean normalisation: gain, a fixed EQ
-and the voice's long-term spectrum do not matter) and gives one logit for "singing"; its
-weights file says which normalisation it was trained with (see :func:`normalise`):
+Each network reads one view of the sounding frames and gives one logit for "singing"; its
+weights file says which normalisation it was trained with (see :func:`normalise`). The two
+spectrogram views have each band's mean over the clip removed (the spectrogram's cepstral mean
+normalisation: gain, a fixed EQ and the voice's long-term spectrum do not matter):
 
 - ``mel``: the 64-band mel the MFCCs come from (timbre, formants, up to 8 kHz);
 - ``harmonic``: 128 log-spaced bands from 80 Hz to 4 kHz (~23 per octave), fine
   enough to resolve the voice's harmonics, so held notes, vibrato and gliding
   speech intonation show as shapes a convolution can learn (a pitch change is a
-  shift along the frequency axis).
+  shift along the frequency axis);
 
-Both have the same architecture: four blocks of 3×3 convolution (batch-norm folded in)
+and the third has no timbre at all:
+
+- ``contour`` (schema st-8): the pitch track drawn as a piano roll, ±12 semitones around the
+  clip's median in half-semitone bins, each voiced frame a bump as high as its periodicity
+  (``features.contour_image``); one mean removed. Trained with karaoke singing as its only
+  singing, it still recognises most of RAVDESS's acted singing, which the spectrogram views
+  mostly call talking (README).
+
+All have the same architecture: four blocks of 3×3 convolution (batch-norm folded in)
 + ReLU + 2×2 max-pooling, a mean over frequency, a 3-frame 1-D convolution + ReLU,
 mean- and max-pooling over time, and a dense layer. Each is trained once by
 ``scripts/train_spectro.py --view VIEW`` in Keras; :func:`export` folds and saves its
@@ -29,9 +37,14 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-VIEWS = ("mel", "harmonic")
-"""The spectrogram views, in feature order (``spectro_logit``, ``harmonic_logit``)."""
-WEIGHTS = {view: Path(__file__).resolve().parent / "weights" / f"spectro-st7-{view}.npz" for view in VIEWS}
+VIEWS = ("mel", "harmonic", "contour")
+"""The views, in feature order (``spectro_logit``, ``harmonic_logit``, ``contour_logit``)."""
+SCHEMA_OF_VIEW = {"mel": "st7", "harmonic": "st7", "contour": "st8"}
+"""The schema that introduced each view's shipped weights (part of the file name)."""
+PER_BAND = {"mel": True, "harmonic": True, "contour": False}
+"""How each view's network is trained (:func:`normalise`): a piano roll keeps its one mean."""
+WEIGHTS = {view: Path(__file__).resolve().parent / "weights" / f"spectro-{SCHEMA_OF_VIEW[view]}-{view}.npz"
+           for view in VIEWS}
 N_BLOCKS = 4
 MIN_FRAMES = 2 ** N_BLOCKS
 """Shorter inputs are repeated up to this many frames (every pooling needs two)."""

@@ -1,6 +1,6 @@
-"""The heads of scripts/train_default.py: Keras MLPs that compute sigmoid(max(L, S)) (``max``, shipped) or
-sigmoid(S) (``logit-sum``), S the sum of the two CNN logits, L logistic regressions on hand-crafted features
-averaged over fits that each leave one corpus out."""
+"""The heads of scripts/train_default.py: Keras MLPs that compute sigmoid(max(J, S)) (``max``, shipped) or
+sigmoid(S) (``logit-sum``), S the sum of the three CNNs' logits, J = L + w × the contour network's logit,
+L logistic regressions on hand-crafted features averaged over fits that each leave one corpus out."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from singtalk.scaling import MinMaxScaling  # noqa: E402
 
 NAMES = list(FEATURE_NAMES)
 LOGITS = list(VIEW_FEATURES.values())
+S_LOGITS = [VIEW_FEATURES[view] for view in train_default.S_VIEWS]
+JUDGE_LOGITS = [VIEW_FEATURES[view] for view in train_default.JUDGE_VIEWS]
 
 
 def sigmoid(z):
@@ -36,7 +38,7 @@ def sigmoid(z):
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    """Random raw features; the two logit columns spread over ±20 like the networks' outputs."""
+    """Random raw features; the logit columns spread over ±20 like the networks' outputs."""
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(0, 3, (300, len(NAMES))), columns=NAMES)
     for column in LOGITS:
@@ -101,15 +103,18 @@ def test_dynamic_L_ignores_the_static_timbre_means_and_all_reads_them(labelled):
 
 
 def test_max_model_is_the_sigmoid_of_the_larger_logit(labelled):
+    """max(J, S): J = L + a weight × the contour network's logit, S = the three networks' summed logits."""
+    assert S_LOGITS == LOGITS and JUDGE_LOGITS == ["contour_logit"]
     fit_rows = labelled.iloc[:200]
     scaler = MinMaxScaling(NAMES).fit(fit_rows[NAMES].to_numpy())
     model = train_default.max_model(fit_rows, scaler, NAMES, TrainConfig())
     inside = labelled.iloc[:200]  # rows within the scaler's range: no clipping, so the logits are exact
     L = hand_crafted_reference(inside, fit_rows)
-    S = inside[LOGITS].to_numpy().sum(axis=1)
+    J = L + train_default.JUDGE_WEIGHT * inside[JUDGE_LOGITS].to_numpy().sum(axis=1)
+    S = inside[S_LOGITS].to_numpy().sum(axis=1)
     p = predict_proba(model, scaler.transform(inside[NAMES].to_numpy()))[:, train_default.CLASSES.index("singing")]
-    np.testing.assert_allclose(p, sigmoid(np.maximum(L, S)), atol=1e-5)
-    assert 20 < np.sum(L > S) < 180  # both branches are exercised
+    np.testing.assert_allclose(p, sigmoid(np.maximum(J, S)), atol=1e-5)
+    assert 20 < np.sum(J > S) < 180  # both branches are exercised
     assert np.mean((L > 0) == (inside["label"] == "singing")) > 0.9  # L learnt the labelling
 
 
@@ -127,9 +132,9 @@ def test_logit_sum_model_is_the_sigmoid_of_the_summed_logits(table):
     scaler = MinMaxScaling(NAMES).fit(table.iloc[:200].to_numpy())
     model = train_default.logit_sum_model(scaler, NAMES, TrainConfig())
     p = predict_proba(model, scaler.transform(table.to_numpy()))
-    z = table[LOGITS].to_numpy().sum(axis=1)
-    inside = np.all((table[LOGITS] >= scaler.min_[[NAMES.index(c) for c in LOGITS]]).to_numpy()
-                    & (table[LOGITS] <= scaler.max_[[NAMES.index(c) for c in LOGITS]]).to_numpy(), axis=1)
+    z = table[S_LOGITS].to_numpy().sum(axis=1)
+    inside = np.all((table[S_LOGITS] >= scaler.min_[[NAMES.index(c) for c in S_LOGITS]]).to_numpy()
+                    & (table[S_LOGITS] <= scaler.max_[[NAMES.index(c) for c in S_LOGITS]]).to_numpy(), axis=1)
     np.testing.assert_allclose(p[inside, train_default.CLASSES.index("singing")], sigmoid(z[inside]), atol=1e-5)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
     # hand-crafted features have no say: changing them all leaves the output unchanged
@@ -155,8 +160,8 @@ def test_logit_sum_model_fine_tunes_like_any_model(table):
 
 def test_shipped_model_is_the_max_head_over_its_test_rows():
     """The model in models/ is the ``max`` head (its metadata says so): on the shipped test table its
-    p(singing) is never below sigmoid(S), the summed raw CNN logits, and is above it exactly where the
-    hand-crafted logistic regression wins; both happen, and every clip S calls singing stays singing."""
+    p(singing) is never below sigmoid(S), the summed raw CNN logits, and is above it exactly where the judge J
+    wins; both happen, and every clip S calls singing stays singing."""
     store = ModelStore(Path(__file__).resolve().parent.parent / "models")
     loaded = store.load()
     assert loaded.metadata["config"]["head"] == "max"
@@ -164,7 +169,7 @@ def test_shipped_model_is_the_max_head_over_its_test_rows():
     raw = pd.read_csv(tables / dataset.RAW_TABLE)
     test = raw[raw["split"] == "test"]
     p = loaded.predict_proba(test[NAMES].to_numpy(np.float32))[:, loaded.class_names.index("singing")]
-    s = sigmoid(test[LOGITS].to_numpy(np.float64).sum(axis=1))
+    s = sigmoid(test[S_LOGITS].to_numpy(np.float64).sum(axis=1))
     assert np.all(p >= s - 1e-4)
     above = p > s + 1e-3
     assert 0 < above.sum() < len(p)
@@ -194,13 +199,19 @@ def test_shipped_model_ignores_the_static_timbre_means():
     assert np.abs(p_singing(swapped) - base).max() > 0.1
 
 
-@pytest.mark.parametrize("view", ["mel", "harmonic"])
+def bands_of(view: str) -> int:
+    from singtalk.features import CONTOUR_BANDS, N_LOGF_BANDS, N_MELS
+
+    return {"mel": N_MELS, "harmonic": N_LOGF_BANDS, "contour": CONTOUR_BANDS}[view]
+
+
+@pytest.mark.parametrize("view", VIEW_FEATURES)
 def test_committed_fold_networks_cover_the_training_speakers_of_the_split(view, manifest):
     """``train_default.py`` gives every training clip the logit of a fold network that never heard its speaker;
     the committed networks must fit today's split: each view's folds.json assigns exactly the training-split
-    speakers, both views the same way, and every fold network loads as a per-band network of its view."""
+    speakers, every view the same way, and every fold network loads as a network of its view, normalised as
+    the view is (``spectro.PER_BAND``)."""
     from singtalk import spectro
-    from singtalk.features import N_LOGF_BANDS, N_MELS
 
     folder = train_default.SPECTRO_FOLDS / view
     info = json.loads((folder / "folds.json").read_text())
@@ -209,24 +220,22 @@ def test_committed_fold_networks_cover_the_training_speakers_of_the_split(view, 
     groups = dataset.speaker_groups(labelled)
     assert set(info["fold_of_speaker"]) == set(groups[~test_mask])
     assert set(info["fold_of_speaker"].values()) == set(range(info["folds"]))
-    other = "harmonic" if view == "mel" else "mel"
-    other_info = json.loads((train_default.SPECTRO_FOLDS / other / "folds.json").read_text())
-    assert other_info["fold_of_speaker"] == info["fold_of_speaker"]
+    for other in VIEW_FEATURES:
+        other_info = json.loads((train_default.SPECTRO_FOLDS / other / "folds.json").read_text())
+        assert other_info["fold_of_speaker"] == info["fold_of_speaker"]
     rng = np.random.default_rng(0)
     for k in range(info["folds"]):
         net = spectro.SpectroNet.load(folder / f"fold{k}.npz")
-        assert net.per_band
-        bands = N_MELS if view == "mel" else N_LOGF_BANDS
-        assert np.isfinite(net(rng.normal(-40, 10, (80, bands)).astype(np.float32)))
+        assert net.per_band == spectro.PER_BAND[view]
+        assert np.isfinite(net(rng.normal(-40, 10, (80, bands_of(view))).astype(np.float32)))
 
 
-@pytest.mark.parametrize("view", ["mel", "harmonic"])
+@pytest.mark.parametrize("view", VIEW_FEATURES)
 def test_committed_left_out_networks_cover_every_corpus(view, manifest):
     """``train_default.py``'s leave-one-source-out figures need, for every corpus of the manifest, a network of
-    each view trained without it: the committed ``without_<corpus>.npz`` load as per-band networks of the view,
-    and the report beside them scored each one on the corpus it never heard."""
+    each view trained without it: the committed ``without_<corpus>.npz`` load as networks of the view, and the
+    report beside them scored each one on the corpus it never heard."""
     from singtalk import spectro
-    from singtalk.features import N_LOGF_BANDS, N_MELS
 
     folder = train_default.SPECTRO_FOLDS / view
     labelled = manifest[manifest["label"].isin(train_default.CLASSES)]
@@ -235,11 +244,10 @@ def test_committed_left_out_networks_cover_every_corpus(view, manifest):
     assert {p.name for p in folder.glob("without_*.npz")} == {f"without_{c}.npz" for c in corpora}
     report = json.loads((folder / "report.json").read_text())["leave_one_source_out"]
     assert {c: r["n"] for c, r in report.items()} == clips_per_corpus
-    bands = N_MELS if view == "mel" else N_LOGF_BANDS
-    spec = np.random.default_rng(0).normal(-40, 10, (80, bands)).astype(np.float32)
+    spec = np.random.default_rng(0).normal(-40, 10, (80, bands_of(view))).astype(np.float32)
     logits = []
     for corpus in sorted(corpora):
         net = spectro.SpectroNet.load(folder / f"without_{corpus}.npz")
-        assert net.per_band
+        assert net.per_band == spectro.PER_BAND[view]
         logits.append(net(spec))
     assert np.all(np.isfinite(logits)) and len(set(logits)) == len(logits)  # four different networks

@@ -60,7 +60,8 @@ def test_a_per_band_network_ignores_a_fixed_eq_and_says_so_in_its_weights(keras_
     assert default(spec + 17.0) == pytest.approx(default(spec), abs=1e-4)
 
 
-@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS)])
+@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS),
+                                         ("contour", F.CONTOUR_BANDS)])
 def test_shipped_weights_load_and_are_the_default(view, bands):
     net = spectro.default_net(view)
     assert net is spectro.default_net(view) and net is not spectro.default_net("mel" if view != "mel" else "harmonic")
@@ -102,10 +103,11 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
     assert np.isfinite(F.spectro_feature(mel[:3]))
     assert F.spectro_feature(mel[:0]) == 0.0
     assert F.spectro_feature(mel[:0], view="harmonic") == 0.0
-    assert F.FEATURE_NAMES[-2:] == ("spectro_logit", "harmonic_logit") and F.FEATURE_VERSION == "st-7"
+    assert F.FEATURE_NAMES[-3:] == ("spectro_logit", "harmonic_logit", "contour_logit")
+    assert F.FEATURE_VERSION == "st-8"
 
 
-@pytest.mark.parametrize("view", spectro.VIEWS)
+@pytest.mark.parametrize("view", ["mel", "harmonic"])
 def test_shipped_networks_are_per_band_as_schema_st7_says(view):
     """st-7 means per-band normalisation: the shipped file of each view says so, and a fixed EQ (a different
     offset per band) leaves its logit unchanged, which a one-mean network's would not."""
@@ -117,22 +119,57 @@ def test_shipped_networks_are_per_band_as_schema_st7_says(view):
     assert F.spectro_feature(spec + eq, view=view) == pytest.approx(F.spectro_feature(spec, view=view), abs=1e-4)
 
 
+def _melody(semitones: list[float], note_s: float = 0.4, gain: float = 0.5) -> np.ndarray:
+    """Harmonic tones (five partials, 16 kHz) on ``semitones`` above A2, one after the other."""
+    t = np.arange(int(note_s * 16000)) / 16000
+    notes = [sum(np.sin(2 * np.pi * k * 110.0 * 2 ** (s / 12) * t) / k for k in range(1, 6)) for s in semitones]
+    return (gain * np.concatenate(notes) / 2.5).astype(np.float32)
+
+
+def test_contour_view_is_a_timbre_free_piano_roll_around_the_median_pitch():
+    """The contour view draws each voiced frame's pitch relative to the clip's median: a held note sits in the
+    middle bin, a melody's steps land two bins per semitone apart, and transposing it or changing the gain
+    leaves the image (and the shipped network's logit) unchanged; the shipped file is st-8's, one mean."""
+    held = F.spectro_input(F.analyse(_melody([7.0] * 4)), view="contour")
+    assert held.shape[1] == F.CONTOUR_BANDS
+    voiced = held.max(axis=1) > 0
+    assert voiced.mean() > 0.9 and np.all(np.abs(held[voiced].argmax(axis=1) - F.CONTOUR_BANDS // 2) <= 1)
+    assert held.max() <= F.CONTOUR_DB + 1e-3
+
+    melody = [0.0, 2.0, 4.0, 5.0, 7.0]
+    image = F.spectro_input(F.analyse(_melody(melody)), view="contour")
+    peaks = image[image.max(axis=1) > 0].argmax(axis=1)
+    assert set(np.unique(peaks)) >= {F.CONTOUR_BANDS // 2 - 8, F.CONTOUR_BANDS // 2, F.CONTOUR_BANDS // 2 + 6}
+    for other in (_melody([s + 3.0 for s in melody]), _melody(melody, gain=0.05)):
+        moved = F.spectro_input(F.analyse(other), view="contour")
+        assert moved.shape == image.shape
+        assert np.mean(np.abs(moved - image)) < 0.05 * np.mean(image)
+        assert F.spectro_feature(moved, view="contour") == pytest.approx(F.spectro_feature(image, view="contour"),
+                                                                         abs=0.3)
+    net = spectro.default_net("contour")
+    assert spectro.WEIGHTS["contour"].name == "spectro-st8-contour.npz" and not net.per_band
+    assert not F.spectro_input(F.analyse(np.zeros(16000, np.float32) + 1e-3 * np.random.default_rng(0)
+                                         .standard_normal(16000).astype(np.float32)), view="contour").any()
+
+
 def test_feature_in_pool_uses_sounding_frames_of_the_range():
     rng = np.random.default_rng(5)
     tone = np.sin(2 * np.pi * 220 * np.arange(32000) / 16000).astype(np.float32)
     y = np.concatenate([tone, np.zeros(16000, np.float32), 0.5 * rng.standard_normal(32000).astype(np.float32)])
     frames = F.analyse(y)
     for view, column in (("mel", F.FEATURE_NAMES.index("spectro_logit")),
-                         ("harmonic", F.FEATURE_NAMES.index("harmonic_logit"))):
+                         ("harmonic", F.FEATURE_NAMES.index("harmonic_logit")),
+                         ("contour", F.FEATURE_NAMES.index("contour_logit"))):
         first_half = F.pool(frames, 0, 250)[column]
-        assert F.spectro_input(frames, 0, 250, view=view).shape == (int(frames.sounding[:250].sum()),
-                                                                    getattr(frames, F.VIEW_TRACKS[view]).shape[1])
+        bands = F.CONTOUR_BANDS if view == "contour" else getattr(frames, F.VIEW_TRACKS[view]).shape[1]
+        assert F.spectro_input(frames, 0, 250, view=view).shape == (int(frames.sounding[:250].sum()), bands)
         assert first_half == pytest.approx(F.spectro_feature(F.spectro_input(frames, 0, 250, view=view), view=view),
                                            abs=1e-5)
         assert first_half != pytest.approx(F.pool(frames, 300, None)[column], abs=1e-3)
 
 
-@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS)])
+@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS),
+                                         ("contour", F.CONTOUR_BANDS)])
 def test_training_script_network_learns_real_clips_and_exports_exactly(manifest, corpus, view, bands):
     """scripts/train_spectro.py's training loop on 48 real clips (RAVDESS actors 1–4 sung and spoken, MIR-1K),
     for each view: a few epochs rank the classes apart on those clips (ROC-AUC: after 60 steps the batch-norm
@@ -152,10 +189,11 @@ def test_training_script_network_learns_real_clips_and_exports_exactly(manifest,
     raw = [m for p in rows["path"] for m in train_spectro.clip_inputs((str(corpus / p), 0, 0), view=view)]
     assert len(raw) == len(rows) and all(m.shape[1] == bands for m in raw)
     y = (rows["label"].to_numpy() == "singing").astype(np.float32)
-    model = train_spectro.train_network([spectro.normalise(m) for m in raw], y, epochs=30, seed=0)
-    net = spectro.SpectroNet(spectro.export(model))
+    per_band = spectro.PER_BAND[view]
+    model = train_spectro.train_network([spectro.normalise(m, per_band) for m in raw], y, epochs=30, seed=0)
+    net = spectro.SpectroNet(spectro.export(model, per_band))
     logits = np.array([net(m) for m in raw])
-    keras_logits = np.array([float(model(spectro.normalise(m)[None], training=False)[0, 0]) for m in raw])
+    keras_logits = np.array([float(model(spectro.normalise(m, per_band)[None], training=False)[0, 0]) for m in raw])
     np.testing.assert_allclose(logits, keras_logits, atol=1e-3)
     assert roc_auc_score(y, logits) >= 0.9
 
