@@ -16,10 +16,10 @@ some of those through MP3). The
 ``spectro_logit``, ``harmonic_logit`` and ``contour_logit`` features of training rows come from the fold
 networks of ``train_spectro.py`` that never heard the speaker (stacking without
 leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
-a Keras MLP computing exactly sigmoid(max(L, S)), S the sum of the two logits and L logistic
-regressions on the hand-crafted features (less the long-term spectral shape: :data:`L_FEATURES`)
-averaged over fits that each leave one corpus out (:func:`max_model`, :func:`hand_crafted_logit`);
-``logit-sum`` sigmoid(S) and ``linear`` sigmoid(L) likewise; ``stack`` trains ``--ensemble`` MLPs on all
+a Keras MLP computing exactly sigmoid(max(J, S)), S the sum of the three logits and J = L + ¼ · the
+contour logit, L logistic regressions on the hand-crafted features (less the long-term spectral shape:
+:data:`L_FEATURES`) averaged over fits that each leave one corpus out (:func:`max_model`,
+:func:`judge_weights`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and ``linear`` sigmoid(J) likewise; ``stack`` trains ``--ensemble`` MLPs on all
 features (seeds 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
 Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
 training) and, unless ``--no-loso``, leave-one-source-out (train without corpus S, with every
@@ -113,9 +113,10 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 
 # -- training and evaluation ----------------------------------------------------
 HEADS = ("max", "logit-sum", "linear", "stack")
-"""``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(L, S)), S
-the sum of the two networks' logits, L strongly regularised logistic regressions on the hand-crafted
-features, averaged over fits that each leave one corpus out: singing when either says so. ``logit-sum``:
+"""``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(J, S)), S
+the sum of the three networks' logits, J = L + :data:`JUDGE_WEIGHT` × the contour network's logit, L strongly
+regularised logistic regressions on the hand-crafted features, averaged over fits that each leave one corpus
+out: singing when either says so. ``logit-sum``:
 sigmoid(S) alone (the best in speaker cross-validation, the worst on sources it never heard); ``linear``:
 sigmoid(J) alone; ``stack``: MLPs trained on all 161 features. All are Keras models over the scaled
 features, fine-tuned by retraining like any other."""
@@ -167,8 +168,8 @@ def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float =
 
 
 def logit_sum_weights(scaler, names: list[str], views=None, scale: float = 1.0) -> tuple[np.ndarray, float]:
-    """``scale`` × the sum of the ``views``' network logits (default: the spectrogram views, :data:`S_VIEWS`) as
-    weights over the scaled features and a bias (undoing the scaling)."""
+    """``scale`` × the sum of the ``views``' network logits (default: :data:`S_VIEWS`, all three) as weights over
+    the scaled features and a bias (undoing the scaling)."""
     weights, bias = np.zeros(len(names)), 0.0
     for view in S_VIEWS if views is None else views:
         i = names.index(VIEW_FEATURES[view])
@@ -210,7 +211,7 @@ def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, tra
 
 def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
               l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
-    """The ``max`` head: sigmoid(max(L, S)) = sigmoid(ReLU(L − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
+    """The ``max`` head: sigmoid(max(J, S)) = sigmoid(ReLU(J − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
     (wl, bl), (ws, bs) = judge_weights(train, scaler, names, C, l_features, judge_weight), logit_sum_weights(scaler,
                                                                                                               names)
     return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
@@ -234,7 +235,8 @@ def logit_sum_model(scaler, names: list[str], train_config):
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
         C: float = LINEAR_C, l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
     """Scaler + model (``C``, ``l_features``, ``judge_weight``: L's regularisation and features and the contour
-    logit's weight in J, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1, that many seeds (seed, seed+1, ...) averaged into one model
+    logit's weight in J, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1, that many seeds
+    (seed, seed+1, ...) averaged into one model
     (``model.average_models``); the result's history and epochs are the first member's."""
     import dataclasses
 
