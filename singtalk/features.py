@@ -97,6 +97,8 @@ _BLOCK_FRAMES = 512
 
 VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit", "contour": "contour_logit"}
 """The feature each spectrogram view's network (:data:`spectro.VIEWS`) gives."""
+VIEW_BANDS = {"mel": N_MELS, "harmonic": N_LOGF_BANDS, "contour": CONTOUR_BANDS}
+"""The width of each view's input (:func:`spectro_input`)."""
 
 
 def _names() -> tuple[str, ...]:

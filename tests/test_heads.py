@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import train_default  # noqa: E402
 
 from singtalk import dataset  # noqa: E402
-from singtalk.features import FEATURE_NAMES, VIEW_FEATURES  # noqa: E402
+from singtalk.features import FEATURE_NAMES, VIEW_BANDS, VIEW_FEATURES  # noqa: E402
 from singtalk.model import TrainConfig, predict_proba  # noqa: E402
 from singtalk.registry import ModelStore  # noqa: E402
 from singtalk.retrain import fine_tune_copy  # noqa: E402
@@ -199,12 +199,6 @@ def test_shipped_model_ignores_the_static_timbre_means():
     assert np.abs(p_singing(swapped) - base).max() > 0.1
 
 
-def bands_of(view: str) -> int:
-    from singtalk.features import CONTOUR_BANDS, N_LOGF_BANDS, N_MELS
-
-    return {"mel": N_MELS, "harmonic": N_LOGF_BANDS, "contour": CONTOUR_BANDS}[view]
-
-
 @pytest.mark.parametrize("view", VIEW_FEATURES)
 def test_committed_fold_networks_cover_the_training_speakers_of_the_split(view, manifest):
     """``train_default.py`` gives every training clip the logit of a fold network that never heard its speaker;
@@ -227,7 +221,7 @@ def test_committed_fold_networks_cover_the_training_speakers_of_the_split(view, 
     for k in range(info["folds"]):
         net = spectro.SpectroNet.load(folder / f"fold{k}.npz")
         assert net.per_band == spectro.PER_BAND[view]
-        assert np.isfinite(net(rng.normal(-40, 10, (80, bands_of(view))).astype(np.float32)))
+        assert np.isfinite(net(rng.normal(-40, 10, (80, VIEW_BANDS[view])).astype(np.float32)))
 
 
 @pytest.mark.parametrize("view", VIEW_FEATURES)
@@ -244,7 +238,7 @@ def test_committed_left_out_networks_cover_every_corpus(view, manifest):
     assert {p.name for p in folder.glob("without_*.npz")} == {f"without_{c}.npz" for c in corpora}
     report = json.loads((folder / "report.json").read_text())["leave_one_source_out"]
     assert {c: r["n"] for c, r in report.items()} == clips_per_corpus
-    spec = np.random.default_rng(0).normal(-40, 10, (80, bands_of(view))).astype(np.float32)
+    spec = np.random.default_rng(0).normal(-40, 10, (80, VIEW_BANDS[view])).astype(np.float32)
     logits = []
     for corpus in sorted(corpora):
         net = spectro.SpectroNet.load(folder / f"without_{corpus}.npz")

@@ -60,8 +60,7 @@ def test_a_per_band_network_ignores_a_fixed_eq_and_says_so_in_its_weights(keras_
     assert default(spec + 17.0) == pytest.approx(default(spec), abs=1e-4)
 
 
-@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS),
-                                         ("contour", F.CONTOUR_BANDS)])
+@pytest.mark.parametrize("view, bands", F.VIEW_BANDS.items())
 def test_shipped_weights_load_and_are_the_default(view, bands):
     net = spectro.default_net(view)
     assert net is spectro.default_net(view) and net is not spectro.default_net("mel" if view != "mel" else "harmonic")
@@ -114,7 +113,7 @@ def test_shipped_networks_are_per_band_as_schema_st7_says(view):
     net = spectro.default_net(view)
     assert spectro.WEIGHTS[view].name == f"spectro-st7-{view}.npz" and net.per_band
     rng = np.random.default_rng(3)
-    spec = rng.normal(-40, 8, (120, F.N_MELS if view == "mel" else F.N_LOGF_BANDS)).astype(np.float32)
+    spec = rng.normal(-40, 8, (120, F.VIEW_BANDS[view])).astype(np.float32)
     eq = np.linspace(-12, 12, spec.shape[1])
     assert F.spectro_feature(spec + eq, view=view) == pytest.approx(F.spectro_feature(spec, view=view), abs=1e-4)
 
@@ -161,15 +160,14 @@ def test_feature_in_pool_uses_sounding_frames_of_the_range():
                          ("harmonic", F.FEATURE_NAMES.index("harmonic_logit")),
                          ("contour", F.FEATURE_NAMES.index("contour_logit"))):
         first_half = F.pool(frames, 0, 250)[column]
-        bands = F.CONTOUR_BANDS if view == "contour" else getattr(frames, F.VIEW_TRACKS[view]).shape[1]
-        assert F.spectro_input(frames, 0, 250, view=view).shape == (int(frames.sounding[:250].sum()), bands)
+        assert F.spectro_input(frames, 0, 250, view=view).shape == (int(frames.sounding[:250].sum()),
+                                                                    F.VIEW_BANDS[view])
         assert first_half == pytest.approx(F.spectro_feature(F.spectro_input(frames, 0, 250, view=view), view=view),
                                            abs=1e-5)
         assert first_half != pytest.approx(F.pool(frames, 300, None)[column], abs=1e-3)
 
 
-@pytest.mark.parametrize("view, bands", [("mel", F.N_MELS), ("harmonic", F.N_LOGF_BANDS),
-                                         ("contour", F.CONTOUR_BANDS)])
+@pytest.mark.parametrize("view, bands", F.VIEW_BANDS.items())
 def test_training_script_network_learns_real_clips_and_exports_exactly(manifest, corpus, view, bands):
     """scripts/train_spectro.py's training loop on 48 real clips (RAVDESS actors 1–4 sung and spoken, MIR-1K),
     for each view: a few epochs rank the classes apart on those clips (ROC-AUC: after 60 steps the batch-norm
