@@ -212,8 +212,8 @@ def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, tra
 def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
               l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
     """The ``max`` head: sigmoid(max(J, S)) = sigmoid(ReLU(J − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
-    (wl, bl), (ws, bs) = judge_weights(train, scaler, names, C, l_features, judge_weight), logit_sum_weights(scaler,
-                                                                                                              names)
+    wl, bl = judge_weights(train, scaler, names, C, l_features, judge_weight)
+    ws, bs = logit_sum_weights(scaler, names)
     return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
 
 

@@ -7,18 +7,16 @@
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
 ``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
 per training clip, ``augment.random_copy``). The network (``spectro.build_keras``) sees random 1–3 s crops of
-the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128
-log-spaced bands 80 Hz–4 kHz; ``contour``: the 48-bin pitch piano roll, ``features.contour_image``), with a
-frequency mask (< 1/8 of the bands), a time mask
-and a shift of ±1/32 of the bands,
-class-balanced weights, Adam with cosine decay, a fixed number of epochs (:data:`EPOCHS`). Each band's mean over
-the clip is removed from the spectrogram views (``spectro.normalise(per_band=True)``, recorded in the weights;
-the piano roll keeps its one mean: ``spectro.PER_BAND``). ``--global-mean``
-removes one mean instead (schema st-6; measured and replaced: README) and writes to
-``var/spectro-<view>-global-mean/``, its all-training network as ``all-training.npz`` there, leaving the shipped
-weights alone. ``--resung`` adds, for every training talking clip, a copy re-sung by ``singtalk.resing``
-(labelled singing) and one re-synthesised with its own pitch (labelled talking); measured and not adopted
-(README).
+the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128 log-spaced bands
+80 Hz–4 kHz; ``contour``: the 48-bin pitch piano roll, ``features.contour_image``), with a frequency mask
+(< 1/8 of the bands), a time mask and a shift of ±1/32 of the bands, class-balanced weights, Adam with cosine
+decay, a fixed number of epochs (:data:`EPOCHS`). Each band's mean over the clip is removed from the
+spectrogram views (``spectro.normalise(per_band=True)``, recorded in the weights; the piano roll keeps its one
+mean: ``spectro.PER_BAND``). ``--global-mean`` removes one mean instead (schema st-6; measured and replaced:
+README) and writes to ``var/spectro-<view>-global-mean/``, its all-training network as ``all-training.npz``
+there, leaving the shipped weights alone. ``--resung`` adds, for every training talking clip, a copy re-sung by
+``singtalk.resing`` (labelled singing) and one re-synthesised with its own pitch (labelled talking); measured
+and not adopted (README).
 
 Writes:
 - ``spectro.WEIGHTS[view]`` (``singtalk/weights/spectro-st7-mel.npz``, ...): the network trained on every training clip

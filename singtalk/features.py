@@ -11,8 +11,7 @@ last three features are learnt: ``spectro_logit``, ``harmonic_logit`` and ``cont
 the logits of three small CNNs (:mod:`singtalk.spectro`, shipped weights, run in NumPy) over the
 range's sounding frames of the dB mel, of a log-frequency spectrogram (128 bands, 80 Hz–4 kHz) fine
 enough to show the voice's harmonics, and of a timbre-free piano roll of the pitch
-(:func:`contour_image`); the
-schema version names those weights.
+(:func:`contour_image`); the schema version names those weights.
 
 Every feature is a log, a ratio or a shape measure of a spectrum normalised by the
 clip's RMS, so a gain change leaves it unchanged; chroma is rotated so its strongest

@@ -156,9 +156,8 @@ def test_feature_in_pool_uses_sounding_frames_of_the_range():
     tone = np.sin(2 * np.pi * 220 * np.arange(32000) / 16000).astype(np.float32)
     y = np.concatenate([tone, np.zeros(16000, np.float32), 0.5 * rng.standard_normal(32000).astype(np.float32)])
     frames = F.analyse(y)
-    for view, column in (("mel", F.FEATURE_NAMES.index("spectro_logit")),
-                         ("harmonic", F.FEATURE_NAMES.index("harmonic_logit")),
-                         ("contour", F.FEATURE_NAMES.index("contour_logit"))):
+    for view, feature in F.VIEW_FEATURES.items():
+        column = F.FEATURE_NAMES.index(feature)
         first_half = F.pool(frames, 0, 250)[column]
         assert F.spectro_input(frames, 0, 250, view=view).shape == (int(frames.sounding[:250].sum()),
                                                                     F.VIEW_BANDS[view])
