@@ -286,8 +286,9 @@ def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate
     ``cluster`` runs on the Ray cluster at that address; otherwise ``jobs`` > 1
     spreads the inputs over that many worker processes on this machine (each
     loads the model once); one job, or a single input, runs in this process.
-    A bad input gives an error row (as :func:`singtalk.classify.label_batch`); a
-    missing or incompatible model stops the batch before any input is read.
+    A bad input gives an error row (as :func:`singtalk.classify.label_batch`); a ``no_voice``
+    answer (also the one vocal extraction gives when it keeps only leakage) is a Prediction, not
+    an error; a missing or incompatible model stops the batch before any input is read.
     """
     sources = list(sources)
     models_root = str(models_root)

@@ -1,11 +1,18 @@
-"""Audio → label, confidence and a per-window timeline, with a loaded model.
+"""Audio → label, confidence, a per-window timeline and segments, with a loaded model.
 
-The pipeline: decode (once, at the working rate) → optional vocal extraction (refused
-with :class:`~singtalk.errors.NoVoice` when it keeps nothing but leakage) → 20 dB trim
+The pipeline: decode (once, at the working rate) → optional vocal extraction → 20 dB trim
 check → one analysis of the whole clip → pooled features for the clip and for
 overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to
 :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled features (as the model was
-trained); longer inputs from the mean of their windows' probabilities. Long inputs are analysed in segments to bound memory.
+trained); longer inputs from the mean of their windows' probabilities. Long inputs are
+analysed in parts to bound memory. The windows are merged into segments that tile the
+input (:func:`singtalk.segments.merge_windows`).
+
+The class names come from the loaded model: a two-class model (singing, talking) is served
+as it is; a three-class one also answers ``no_voice``. Whatever the model, when vocal
+extraction keeps nothing but leakage (the extracted vocals' loudest moments far below the
+music's, :data:`singtalk.separation.NO_VOICE_DB`), the answer is ``no_voice`` with a note
+saying so (:meth:`Classifier.analyse`), not an error and not a label of the leakage.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import pandas as pd
 
 from . import audio
 from .errors import TooShort
+from .labels import NO_VOICE, SINGING
+from .segments import empty_segments, merge_windows, single_segment
 
 WINDOW_S = 4.0
 HOP_S = 2.0
@@ -30,7 +39,14 @@ Stage = Callable[[str], None]
 
 @dataclass
 class Prediction:
-    """The result for one input."""
+    """The result for one input.
+
+    ``probabilities`` maps each class of the model to its probability (plus ``no_voice`` when vocal
+    extraction found none, even for a model without that class); ``timeline`` has one row per 4 s window
+    (``start_s, end_s, label, p_<class>``; label ``""`` where there was too little sound); ``segments``
+    tiles the input (``start_s, end_s, label, confidence``: :func:`singtalk.segments.merge_windows`);
+    ``note`` explains an answer that did not come from the model (empty otherwise).
+    """
 
     label: str
     confidence: float
@@ -38,10 +54,16 @@ class Prediction:
     duration_s: float
     sounding_s: float
     timeline: pd.DataFrame = field(default_factory=pd.DataFrame)
+    segments: pd.DataFrame = field(default_factory=empty_segments)
+    note: str = ""
+
+    def probability(self, label: str) -> float:
+        """The probability of ``label``; NaN for a class this answer has none for (the model lacks it)."""
+        return float(self.probabilities.get(label, np.nan))
 
     @property
     def p_singing(self) -> float:
-        return float(self.probabilities.get("singing", np.nan))
+        return self.probability(SINGING)
 
 
 class Classifier:
@@ -56,28 +78,64 @@ class Classifier:
         self.version: str = getattr(loaded, "version", "") or ""
 
     # -- inputs -------------------------------------------------------------
+    def analyse(self, source, *, separate: bool = False, name: str | None = None, stage: Stage | None = None,
+                max_duration: float | None = None,
+                download_progress: Callable[[str, float | None], None] | None = None
+                ) -> tuple[Prediction, np.ndarray]:
+        """``(Prediction, samples classified)`` for a path, bytes, URL or mono 16 kHz samples (``np.ndarray``).
+
+        With ``separate``, the vocals are extracted first and the samples returned are the vocals; when they
+        are only leakage the answer is ``no_voice`` (probability 1, confidence 1, ``note`` saying how far
+        below the music they were), for any model. Raises :class:`~singtalk.errors.SingtalkError` subclasses
+        for input that cannot be classified (unreadable, silent, too short, refused URL...).
+        """
+        y, rate = self._decode(source, separate=separate, name=name, stage=stage, max_duration=max_duration,
+                               download_progress=download_progress)
+        if not separate:
+            return self.classify(y, stage=stage), y
+        vocals, note = self._vocals(y, rate, stage=stage)
+        return (self.no_voice(vocals, note=note) if note else self.classify(vocals, stage=stage)), vocals
+
     def load(self, source, *, separate: bool = False, name: str | None = None, stage: Stage | None = None,
              max_duration: float | None = None,
              download_progress: Callable[[str, float | None], None] | None = None) -> np.ndarray:
         """Decode a path, bytes or URL to mono 16 kHz, extracting vocals first when asked.
 
-        ``download_progress(stage, fraction)`` follows a URL download (see :func:`singtalk.sources.fetch_url`).
+        Only samples come back, so vocals that are only leakage raise :class:`~singtalk.errors.NoVoice`
+        here; :meth:`analyse` answers ``no_voice`` instead. ``download_progress(stage, fraction)`` follows a
+        URL download (see :func:`singtalk.sources.fetch_url`).
         """
+        from .errors import NoVoice
+
+        y, rate = self._decode(source, separate=separate, name=name, stage=stage, max_duration=max_duration,
+                               download_progress=download_progress)
+        if not separate:
+            return y
+        vocals, note = self._vocals(y, rate, stage=stage)
+        if note:
+            raise NoVoice(f"No voice found: {note}. Classify without vocal extraction to judge the sound as it is.")
+        return vocals
+
+    def _vocals(self, y: np.ndarray, rate: int, *, stage: Stage | None) -> tuple[np.ndarray, str]:
+        """The vocals of ``y`` at the working rate and :func:`leakage_note` about them."""
+        vocals = self.extract_vocals(y, rate, stage=stage)
+        return vocals, leakage_note(vocals, y, rate)
+
+    @staticmethod
+    def _decode(source, *, separate: bool, name: str | None, stage: Stage | None, max_duration: float | None,
+                download_progress) -> tuple[np.ndarray, int]:
+        """Mono samples at the rate the next step wants (Spleeter's with ``separate``) and that rate."""
         from .sources import fetch_url, is_url, load_audio
 
+        if isinstance(source, np.ndarray):
+            return np.asarray(source, dtype=np.float32).reshape(-1), audio.SAMPLE_RATE
         rate = SPLEETER_RATE if separate else audio.SAMPLE_RATE
         url = isinstance(source, str) and is_url(source)
         if stage:
             stage("download" if url else "decode")
         if url:
-            y = fetch_url(source, sr=rate, max_duration=max_duration, progress=download_progress).samples
-        else:
-            y = load_audio(source, sr=rate, name=name, max_duration=max_duration)
-        if separate:
-            vocals = self.extract_vocals(y, rate, stage=stage)
-            require_voice(vocals, audio.SAMPLE_RATE, y, rate)
-            y = vocals
-        return y
+            return fetch_url(source, sr=rate, max_duration=max_duration, progress=download_progress).samples, rate
+        return load_audio(source, sr=rate, name=name, max_duration=max_duration), rate
 
     @staticmethod
     def extract_vocals(y: np.ndarray, sr: int, *, stage: Stage | None = None) -> np.ndarray:
@@ -118,19 +176,38 @@ class Classifier:
             clip_p = window_p[ok].mean(axis=0)
         timeline = self._timeline(spans, window_p, ok)
         best = int(np.argmax(clip_p))
+        label, confidence = self.class_names[best], float(clip_p[best])
+        segments = merge_windows(timeline, self.class_names, duration_s=duration) if len(timeline) > 1 else None
+        if segments is None or len(segments) <= 1:  # one window, or one story: the clip's own answer
+            segments = single_segment(duration, label, confidence)
         return Prediction(
-            label=self.class_names[best],
-            confidence=float(clip_p[best]),
+            label=label,
+            confidence=confidence,
             probabilities={c: float(p) for c, p in zip(self.class_names, clip_p)},
             duration_s=float(duration),
             sounding_s=float(sounding),
             timeline=timeline,
+            segments=segments,
         )
+
+    def no_voice(self, y: np.ndarray, *, note: str) -> Prediction:
+        """The ``no_voice`` answer for mono 16 kHz samples the model was not asked about (see :meth:`analyse`).
+
+        Probability 1 for ``no_voice`` and 0 for each class of the model (also for a model without a
+        ``no_voice`` class), confidence 1, one segment, no timeline, ``note`` as given.
+        """
+        duration = y.size / audio.SAMPLE_RATE
+        probabilities = {c: 0.0 for c in self.class_names}
+        probabilities[NO_VOICE] = 1.0
+        return Prediction(label=NO_VOICE, confidence=1.0, probabilities=probabilities, duration_s=float(duration),
+                          sounding_s=_sounding_seconds(y), timeline=self._timeline(
+                              np.zeros((0, 2)), np.zeros((0, len(self.class_names))), np.zeros(0, dtype=bool)),
+                          segments=single_segment(duration, NO_VOICE, 1.0), note=note)
 
     def classify_source(self, source, *, separate: bool = False, name: str | None = None,
                         stage: Stage | None = None) -> Prediction:
-        """Decode (or download), optionally extract vocals, and classify."""
-        return self.classify(self.load(source, separate=separate, name=name, stage=stage), stage=stage)
+        """Decode (or download), optionally extract vocals, and classify (:meth:`analyse` without the samples)."""
+        return self.analyse(source, separate=separate, name=name, stage=stage)[0]
 
     # -- helpers ------------------------------------------------------------
     @staticmethod
@@ -164,23 +241,34 @@ class Classifier:
     def _timeline(self, spans: np.ndarray, p: np.ndarray, ok: np.ndarray) -> pd.DataFrame:
         frame = pd.DataFrame({"start_s": np.round(spans[:, 0], 3), "end_s": np.round(spans[:, 1], 3)})
         labels = [self.class_names[i] for i in np.argmax(p, axis=1)] if len(p) else []
-        frame["label"] = np.where(ok, labels, "") if len(p) else []
+        frame["label"] = np.where(ok, labels, "") if len(p) else pd.Series(dtype=str)
         for i, name in enumerate(self.class_names):
-            frame[f"p_{name}"] = np.where(ok, np.round(p[:, i], 4), np.nan) if len(p) else []
+            frame[f"p_{name}"] = np.where(ok, np.round(p[:, i], 4), np.nan) if len(p) else pd.Series(dtype=float)
         return frame
 
 
-def require_voice(vocals: np.ndarray, vocals_sr: int, mixture: np.ndarray, mixture_sr: int) -> np.ndarray:
-    """``vocals`` unchanged, or :class:`NoVoice` when they are far quieter than their mixture
-    (:data:`separation.NO_VOICE_DB`): Spleeter kept only leakage, and classifying it would say nothing."""
-    from .errors import NoVoice
+def leakage_note(vocals: np.ndarray, mixture: np.ndarray, mixture_sr: int) -> str:
+    """Why ``vocals`` (mono 16 kHz, extracted from ``mixture``) are no voice, or ``""`` when they are one.
+
+    Vocals whose loudest moments stay :data:`singtalk.separation.NO_VOICE_DB` below the music's are what
+    Spleeter leaks from the instruments; classifying them would say nothing about a voice.
+    """
     from .separation import NO_VOICE_DB, vocal_level_db
 
-    level = vocal_level_db(vocals, vocals_sr, mixture, mixture_sr)
-    if level < NO_VOICE_DB:
-        raise NoVoice(f"No voice found: the extracted vocals are {-level:.0f} dB below the music (an instrumental?). "
-                      "Classify without vocal extraction to judge the sound as it is.")
-    return vocals
+    level = vocal_level_db(vocals, audio.SAMPLE_RATE, mixture, mixture_sr)
+    if level >= NO_VOICE_DB:
+        return ""
+    return f"vocal extraction kept only leakage, {-level:.0f} dB below the music (an instrumental?)"
+
+
+def _sounding_seconds(y: np.ndarray) -> float:
+    """Seconds left after the 20 dB trim (0 for silence)."""
+    from .errors import SilentAudio
+
+    try:
+        return float(audio.trim_quiet(y).size / audio.SAMPLE_RATE)
+    except SilentAudio:
+        return 0.0
 
 
 def classify_safely(classifier: Classifier, source, *, separate: bool = False, name: str | None = None):

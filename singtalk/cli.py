@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from .errors import SingtalkError
 
 
@@ -75,9 +78,71 @@ def expand_inputs(inputs) -> list[str]:
     return out
 
 
-def cmd_classify(args) -> int:
-    import pandas as pd
+CLASSIFY_COLUMNS = ["path", "label", "confidence", "duration_s", "model", "error", "note"]
+"""The per-input CSV: these, with ``p_<class>`` columns (:func:`singtalk.labels.probability_columns`) after
+``confidence``."""
 
+
+def _rounded(value: float, digits: int):
+    """``value`` rounded, or ``""`` for NaN (an empty CSV cell)."""
+    value = float(value)
+    return "" if np.isnan(value) else round(value, digits)
+
+
+def classify_table(outcomes, *, version: str, class_names=()) -> tuple[pd.DataFrame, list]:
+    """The per-input table (one row per input, :data:`CLASSIFY_COLUMNS`) and the ``(source, Prediction)`` pairs.
+
+    ``p_singing, p_talking, p_no_voice`` always (empty where the model has no such class), then a column
+    for any other class of the model or of an answer.
+    """
+    from .labels import probability_columns
+
+    rows, classified, names = [], [], list(class_names)
+    for source, prediction, error in outcomes:
+        row = {"path": source, "label": "", "confidence": "", "duration_s": "", "model": version, "error": error,
+               "note": ""}
+        if prediction is not None:
+            names += [c for c in prediction.probabilities if c not in names]
+            row.update(label=prediction.label, confidence=_rounded(prediction.confidence, 4),
+                       duration_s=_rounded(prediction.duration_s, 2), note=prediction.note)
+            row.update({f"p_{c}": _rounded(p, 4) for c, p in prediction.probabilities.items()})
+            classified.append((source, prediction))
+        rows.append(row)
+    columns = CLASSIFY_COLUMNS[:3] + probability_columns(names) + CLASSIFY_COLUMNS[3:]
+    return pd.DataFrame(rows, columns=columns).fillna(""), classified
+
+
+def segments_table(classified) -> pd.DataFrame:
+    """One row per segment: ``path, start_s, end_s, label, confidence`` (inaSpeechSegmenter's layout)."""
+    from .segments import SEGMENT_COLUMNS
+
+    parts = [p.segments.reindex(columns=SEGMENT_COLUMNS).assign(path=source) for source, p in classified]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path", *SEGMENT_COLUMNS])
+    return table[["path", *SEGMENT_COLUMNS]]
+
+
+def write_segments(path, classified) -> None:
+    """``--segments``: CSV rows, or JSON records ``[{path, segments: [{start_s, end_s, label, confidence}]}]``
+    when ``path`` ends in ``.json`` (a missing confidence is ``null``); written atomically."""
+    import math
+
+    from . import atomic
+    from .segments import SEGMENT_COLUMNS
+
+    if str(path).lower().endswith(".json"):
+        def clean(value):
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        records = [{"path": source,
+                    "segments": [{k: clean(v) for k, v in row.items()}
+                                 for row in p.segments.reindex(columns=SEGMENT_COLUMNS).to_dict("records")]}
+                   for source, p in classified]
+        atomic.write_json(path, records)
+    else:
+        atomic.write_csv(path, segments_table(classified))
+
+
+def cmd_classify(args) -> int:
     from . import atomic
     from .batch import classify_many
 
@@ -87,29 +152,26 @@ def cmd_classify(args) -> int:
     version, outcomes = classify_many(inputs, models_root=models_root(args), separate=args.separate,
                                       jobs=classify_jobs(args.jobs, len(inputs)), cluster=args.cluster,
                                       progress=progress_printer("classify"))
-    rows, timelines, failed = [], [], 0
-    for source, prediction, error in outcomes:
-        row = {"path": source, "label": "", "p_singing": "", "confidence": "", "duration_s": "", "error": error}
-        if prediction is not None:
-            row.update(label=prediction.label, p_singing=round(prediction.p_singing, 4),
-                       confidence=round(prediction.confidence, 4), duration_s=round(prediction.duration_s, 2))
-            if args.timeline and len(prediction.timeline):
-                timelines.append(prediction.timeline.assign(path=source))
-        else:
-            failed += 1
+    done = []
+    for source, prediction, error in outcomes:  # errors show as they come, not after the whole batch
+        if prediction is None:
             print(f"error: {source}: {error}", file=sys.stderr)
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["path", "label", "p_singing", "confidence", "duration_s", "error"])
+        done.append((source, prediction, error))
+    table, classified = classify_table(done, version=version)
+    failed = len(done) - len(classified)
     if args.csv:
         atomic.write_csv(args.csv, table)
     else:
         table.to_csv(sys.stdout, index=False)
     if args.timeline:
-        columns = ["path", "start_s", "end_s", "label", "p_singing"]
-        timeline = pd.concat(timelines, ignore_index=True) if timelines else pd.DataFrame(columns=columns)
+        columns = ["path", "start_s", "end_s", "label"]
+        parts = [p.timeline.assign(path=source) for source, p in classified if len(p.timeline)]
+        timeline = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
         ordered = columns + [c for c in timeline.columns if c not in columns]
         atomic.write_csv(args.timeline, timeline.reindex(columns=ordered))
-    print(f"{len(rows) - failed} classified, {failed} failed (model {version})", file=sys.stderr)
+    if args.segments:
+        write_segments(args.segments, classified)
+    print(f"{len(classified)} classified, {failed} failed (model {version})", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -156,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify files, folders or URLs to CSV")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--csv", help="output CSV (default: stdout)")
-    p.add_argument("--timeline", help="per-window CSV for long inputs")
+    p.add_argument("--timeline", help="per-window CSV (4 s windows every 2 s: start_s,end_s,label,p_<class>)")
+    p.add_argument("--segments", metavar="OUT",
+                   help="segments tiling each input (path,start_s,end_s,label,confidence); JSON if OUT ends in .json")
     p.add_argument("--separate", action="store_true", help="extract vocals with Spleeter first")
     p.add_argument("--models", help="model store folder (default: $SINGTALK_MODELS or models/)")
     p.add_argument("--jobs", type=int, default=None,

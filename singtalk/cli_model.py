@@ -76,9 +76,11 @@ def cmd_models(args) -> int:
     if not versions:
         print(f"no models in {store.root}")
         return 0
-    for info in versions:
+    for info in versions:  # the classes say which versions answer no_voice (three-class) and which do not
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in info.metrics.items() if isinstance(v, float))
-        print(f"{'*' if info.is_current else ' '} {info.version}  {info.created or ''}  {metrics}  {info.note}")
+        classes = "/".join(store.read_metadata(info.version).get("class_names") or [])
+        print(f"{'*' if info.is_current else ' '} {info.version}  {info.created or ''}  {classes}  {metrics}  "
+              f"{info.note}")
     return 0
 
 

@@ -24,6 +24,8 @@ def cmd_check(args) -> int:
         print(f"failed: {row.path}: {row.error}", file=sys.stderr)
     print(f"checked {result.checked}, failed {result.failed}, wrong {result.wrong}, new {result.new}, "
           f"resolved {result.resolved} (model {result.model_version})")
+    for label, n in result.skipped.items():
+        print(f"skipped {n} labelled {label}: the model has no such class (it knows {', '.join(loaded.class_names)})")
     print(f"wrong list: {result.wrong_path}; predictions: {result.predictions_path}")
     return 0
 
@@ -56,7 +58,9 @@ def register(sub) -> None:
         p.add_argument("--models", help="model store folder (default: $SINGTALK_MODELS or models/)")
 
     p = sub.add_parser("check", help="predict a labelled set and upsert the mistakes into a wrong list")
-    p.add_argument("labelled", metavar="LABELLED.csv", help="CSV with path,label (relative paths under --root)")
+    p.add_argument("labelled", metavar="LABELLED.csv",
+                   help="CSV with path,label (relative paths under --root); labels: the model's classes "
+                        "(rows labelled no_voice are skipped, and counted, for a model without that class)")
     p.add_argument("--root", help="base folder for relative paths (default: the CSV's folder)")
     p.add_argument("--wrong", required=True, help="the wrong list to update, e.g. wrong_audios.csv")
     p.add_argument("--predictions", help="predictions CSV (default: <wrong stem>.predictions.csv beside it)")

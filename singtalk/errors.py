@@ -34,7 +34,12 @@ class SilentAudio(AudioError):
 
 
 class NoVoice(AudioError):
-    """Vocal extraction found no voice: what it kept is far quieter than the music."""
+    """Vocal extraction found no voice: what it kept is far quieter than the music.
+
+    Raised only where samples, not an answer, are asked for (:meth:`singtalk.classify.Classifier.load` with
+    ``separate``); classifying (``Classifier.analyse``, ``classify_source``, ``singtalk classify``) answers
+    ``no_voice`` with a note instead.
+    """
 
 
 class DownloadRefused(SingtalkError):

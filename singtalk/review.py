@@ -1,9 +1,12 @@
 """Predictions on a labelled set, and the reviewed list of mistakes (``wrong_audios.csv``).
 
 The wrong list has one row per audio file (key: the resolved absolute path) with
-:data:`WRONG_COLUMNS`. ``label`` is the true label — the labelled set's, or the
+:data:`WRONG_COLUMNS` (and a ``p_<class>`` column for any class of a model beyond
+singing, talking and no_voice). ``label`` is the true label — the labelled set's, or the
 reviewer's once a reviewer acted on the row (``reviewed_at`` set), which then
-wins over the labelled set. ``status`` is one of :data:`STATUSES`:
+wins over the labelled set; any class of the model (``no_voice`` too, once the model
+has it). ``p_singing, p_talking, p_no_voice`` are the model's probabilities (empty for
+a class the model lacks). ``status`` is one of :data:`STATUSES`:
 
 * ``open``        a mistake nobody reviewed yet (found by :func:`check` or reported from the app)
 * ``confirmed``   a reviewer agrees: the label is right, the model wrong
@@ -26,18 +29,20 @@ import contextlib
 import fcntl
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import atomic
 from .errors import DatasetError, SingtalkError
+from .labels import CLASSES, probability_columns
 
-WRONG_COLUMNS = ["path", "label", "predicted", "p_singing", "confidence", "status", "found_at", "model_version",
-                 "reviewed_at", "reviewer", "note", "origin"]
+PROBABILITY_COLUMNS = probability_columns()
+WRONG_COLUMNS = ["path", "label", "predicted", *PROBABILITY_COLUMNS, "confidence", "status", "found_at",
+                 "model_version", "reviewed_at", "reviewer", "note", "origin"]
 STATUSES = ("open", "confirmed", "relabelled", "dismissed", "resolved")
 ACTIONS = {"confirm": "confirmed", "relabel": "relabelled", "dismiss": "dismissed", "reopen": "open"}
 REVIEWER_FIELDS = ("label", "status", "reviewed_at", "reviewer", "note")
@@ -105,10 +110,11 @@ def empty_wrong() -> pd.DataFrame:
 def read_wrong(wrong_path: str | os.PathLike) -> pd.DataFrame:
     """The wrong list as strings in :data:`WRONG_COLUMNS` order (empty when the file does not exist).
 
-    Older lists (fewer columns, relative paths, duplicate rows) are normalised:
-    missing columns are added (status ``open``), paths resolved against the
-    CSV's folder, and duplicates collapsed to their last row. A file that
-    cannot be parsed raises DatasetError — it is never overwritten blindly.
+    Older lists (fewer columns — e.g. only ``p_singing`` —, relative paths, duplicate
+    rows) are normalised: missing columns are added (empty; status ``open``), paths
+    resolved against the CSV's folder, and duplicates collapsed to their last row;
+    ``p_<class>`` columns of other classes are kept after :data:`WRONG_COLUMNS`. A file
+    that cannot be parsed raises DatasetError — it is never overwritten blindly.
     """
     wrong_path = Path(wrong_path)
     if not wrong_path.is_file():
@@ -124,14 +130,52 @@ def read_wrong(wrong_path: str | os.PathLike) -> pd.DataFrame:
     for column in WRONG_COLUMNS:
         if column not in frame.columns:
             frame[column] = "open" if column == "status" else ""
-    frame = frame[WRONG_COLUMNS].copy()
+    frame = frame[_columns(frame)].copy()
     frame["path"] = [resolve_path(p, wrong_path.parent) for p in frame["path"]]
     frame.loc[~frame["status"].isin(STATUSES), "status"] = "open"
     return frame.drop_duplicates("path", keep="last").reset_index(drop=True)
 
 
+def _columns(frame: pd.DataFrame) -> list[str]:
+    """:data:`WRONG_COLUMNS`, then the frame's other ``p_<class>`` columns (classes beyond the usual three)."""
+    return WRONG_COLUMNS + [c for c in frame.columns if str(c).startswith("p_") and c not in WRONG_COLUMNS]
+
+
 def _write_wrong(wrong_path: Path, frame: pd.DataFrame) -> None:
-    atomic.write_csv(wrong_path, frame[WRONG_COLUMNS])
+    atomic.write_csv(wrong_path, frame[_columns(frame)])
+
+
+def prediction_fields(probabilities: Mapping[str, float], *, predicted: str, confidence: float,
+                      model_version: str) -> dict:
+    """A wrong-list row's prediction fields: ``predicted``, ``p_<class>`` (empty for the usual classes the
+    model lacks), ``confidence``, ``model_version``."""
+    probabilities = {str(k): v for k, v in probabilities.items()}
+    fields = {"predicted": str(predicted).strip()}
+    fields.update({column: _fmt(probabilities.get(column[2:], np.nan))
+                   for column in probability_columns(probabilities)})
+    fields.update(confidence=_fmt(confidence), model_version=str(model_version))
+    return fields
+
+
+def _set_fields(wrong: pd.DataFrame, row: int, fields: dict) -> None:
+    """Write ``fields`` into ``row``, adding columns as needed; stale ``p_`` values of other classes are cleared."""
+    for column in wrong.columns:
+        if str(column).startswith("p_") and column not in fields:
+            wrong.at[row, column] = ""
+    for key, value in fields.items():
+        if key not in wrong.columns:
+            wrong[key] = ""
+        wrong.at[row, key] = value
+
+
+def _append(wrong: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """``wrong`` with ``rows`` added (missing fields empty, new ``p_`` columns added)."""
+    if not rows:
+        return wrong
+    columns = list(wrong.columns) + [k for r in rows for k in r if k not in wrong.columns]
+    columns = list(dict.fromkeys(columns))
+    added = pd.DataFrame([{c: r.get(c, "") for c in columns} for r in rows], columns=columns)
+    return pd.concat([wrong.reindex(columns=columns, fill_value=""), added], ignore_index=True)
 
 
 def _is_reviewed(row) -> bool:
@@ -330,7 +374,11 @@ def features_for(paths: Sequence[str], *, cache: FeatureCache | None = None, job
 # ---------------------------------------------------------------------------
 @dataclass
 class CheckResult:
-    """What one :func:`check` run found."""
+    """What one :func:`check` run found.
+
+    ``skipped`` counts the labelled rows left out because their label is a class the model lacks
+    (``no_voice`` for a two-class model), by label.
+    """
 
     checked: int
     failed: int
@@ -341,21 +389,18 @@ class CheckResult:
     wrong_path: Path
     predictions_path: Path
     model_version: str
+    skipped: dict = field(default_factory=dict)
 
     def summary(self) -> str:
+        skipped = "".join(f", {n} labelled {label} skipped (the model has no such class)"
+                          for label, n in self.skipped.items())
         return (f"{self.checked} checked, {self.failed} failed, {self.wrong} wrong "
-                f"({self.new} new), {self.resolved} now right (resolved); model {self.model_version}")
+                f"({self.new} new), {self.resolved} now right (resolved){skipped}; model {self.model_version}")
 
 
 def _loaded(model):
     """A LoadedModel from a LoadedModel or a Classifier."""
     return getattr(model, "loaded", model)
-
-
-def _p_singing_index(class_names: Sequence[str]) -> int:
-    from .model import positive_index
-
-    return positive_index(class_names)
 
 
 def check(model, labelled, *, wrong_path, predictions_path=None, root=None, progress: Progress | None = None,
@@ -367,24 +412,34 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
     paths under ``root``). Features are computed once per file from the whole
     clip, exactly as for training (``dataset.file_features``); files that fail
     are listed with their error in the predictions CSV and never stop the run.
+    Labels are the model's classes; rows labelled with one of the usual classes
+    the model lacks (``no_voice`` for a two-class model) are skipped and counted
+    (:attr:`CheckResult.skipped`), any other label is refused.
 
     Wrong list semantics (key: resolved path, one row per file):
     new mistakes are added ``open``; rows a reviewer acted on keep their label,
     status (unless now right), reviewer, note and reviewed time; rows now
     predicted right become ``resolved`` (``dismissed`` rows stay dismissed);
-    prediction fields (predicted, p_singing, confidence, model_version) are
+    prediction fields (predicted, p_<class>, confidence, model_version) are
     refreshed. Running it twice on the same data gives the same list.
     """
     loaded = _loaded(model)
     class_names = list(loaded.class_names)
+    known = class_names + [c for c in CLASSES if c not in class_names]
     wrong_path = Path(wrong_path)
     predictions_path = Path(predictions_path) if predictions_path else predictions_path_for(wrong_path)
     if isinstance(labelled, (str, os.PathLike)):
         origin = origin or f"check:{Path(labelled).name}"
-        labelled = read_labelled(labelled, root, class_names=class_names)
+        labelled = read_labelled(labelled, root, class_names=known)
     else:
-        labelled = validate_labelled(labelled, class_names=class_names)
+        labelled = validate_labelled(labelled, class_names=known)
     origin = origin or "check"
+    lacking = ~labelled["label"].isin(class_names)
+    skipped = {str(k): int(v) for k, v in labelled.loc[lacking, "label"].value_counts().items()}
+    labelled = labelled[~lacking].reset_index(drop=True)
+    if labelled.empty:
+        raise DatasetError(f"Nothing to check: every file is labelled with a class the model lacks {skipped} "
+                           f"(it knows {', '.join(class_names)}).")
     paths = list(labelled["path"])
 
     feature_cache = FeatureCache(features_path_for(wrong_path) if cache else None,
@@ -396,7 +451,6 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
     if ok.any():
         proba[ok] = loaded.predict_proba(np.vstack([v for v in vectors if v is not None]))
     predicted = np.array([class_names[int(np.argmax(p))] if good else "" for p, good in zip(proba, ok)], dtype=object)
-    singing = _p_singing_index(class_names)
     version = str(loaded.version)
     checked_at = utc_now()
 
@@ -413,17 +467,16 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
         for i, path in enumerate(paths):
             if not ok[i]:
                 continue
-            fields = {"predicted": predicted[i], "p_singing": _fmt(proba[i, singing]),
-                      "confidence": _fmt(proba[i].max()), "model_version": version}
+            fields = prediction_fields(dict(zip(class_names, proba[i])), predicted=predicted[i],
+                                       confidence=proba[i].max(), model_version=version)
             row = index.get(path)
             if row is None:
                 if is_wrong[i]:
-                    new_rows.append({**{c: "" for c in WRONG_COLUMNS}, **fields, "path": path, "label": truth[i],
-                                     "status": "open", "found_at": checked_at, "origin": origin})
+                    new_rows.append({**fields, "path": path, "label": truth[i], "status": "open",
+                                     "found_at": checked_at, "origin": origin})
                     n_new += 1
                 continue
-            for key, value in fields.items():
-                wrong.at[row, key] = value
+            _set_fields(wrong, row, fields)
             status = wrong.at[row, "status"]
             if not _is_reviewed(wrong.iloc[row]):
                 wrong.at[row, "label"] = truth[i]
@@ -434,8 +487,7 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
                 n_resolved += 1
             elif is_wrong[i] and status == "resolved":
                 wrong.at[row, "status"] = "open"  # wrong again: a regression to look at
-        if new_rows:
-            wrong = pd.concat([wrong, pd.DataFrame(new_rows, columns=WRONG_COLUMNS)], ignore_index=True)
+        wrong = _append(wrong, new_rows)
         _write_wrong(wrong_path, wrong)
 
     table = pd.DataFrame({"path": paths, "label": truth, "predicted": predicted})
@@ -447,23 +499,33 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
     atomic.write_csv(predictions_path, table)
     return CheckResult(checked=int(ok.sum()), failed=int((~ok).sum()), wrong=int(is_wrong.sum()), new=n_new,
                        resolved=n_resolved, predictions=table, wrong_path=wrong_path,
-                       predictions_path=predictions_path, model_version=version)
+                       predictions_path=predictions_path, model_version=version, skipped=skipped)
 
 
 # ---------------------------------------------------------------------------
 # reviewer actions and app reports
 # ---------------------------------------------------------------------------
+def _check_label(label: str, class_names: Sequence[str] | None) -> str:
+    label = str(label or "").strip()
+    if class_names is not None and label not in [str(c) for c in class_names]:
+        raise DatasetError(f"{label!r} is not a class of the model (it knows {', '.join(map(str, class_names))}).")
+    return label
+
+
 def review_row(wrong_path, path, *, action: str, label: str | None = None, reviewer: str = "",
-               note: str = "") -> dict:
+               note: str = "", class_names: Sequence[str] | None = None) -> dict:
     """Apply a reviewer's ``action`` (confirm, relabel, dismiss, reopen) to the row of ``path``; returns the row.
 
-    ``relabel`` needs ``label`` (the true label). The reviewer's label, status,
-    name, note and time are kept by later checks.
+    ``relabel`` needs ``label`` (the true label), one of ``class_names`` when given (pass the model's: any
+    class of it, ``no_voice`` too for a three-class model). The reviewer's label, status, name, note and
+    time are kept by later checks.
     """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {sorted(ACTIONS)}, got {action!r}")
-    if action == "relabel" and not (label or "").strip():
-        raise DatasetError("Relabelling needs the true label.")
+    if action == "relabel":
+        if not (label or "").strip():
+            raise DatasetError("Relabelling needs the true label.")
+        label = _check_label(label, class_names)
     wrong_path = Path(wrong_path)
     key = resolve_path(path)
     with locked(wrong_path):
@@ -473,7 +535,7 @@ def review_row(wrong_path, path, *, action: str, label: str | None = None, revie
             raise DatasetError(f"{path} is not in {wrong_path.name}; nothing to review.")
         row = hits[0]
         if action == "relabel":
-            wrong.at[row, "label"] = label.strip()
+            wrong.at[row, "label"] = label
         wrong.at[row, "status"] = ACTIONS[action]
         wrong.at[row, "reviewed_at"] = utc_now()
         wrong.at[row, "reviewer"] = reviewer
@@ -482,39 +544,44 @@ def review_row(wrong_path, path, *, action: str, label: str | None = None, revie
         return wrong.iloc[row].to_dict()
 
 
-def add_report(wrong_path, clip_path, *, label: str, predicted: str, p_singing: float, confidence: float,
-               model_version: str, origin: str = "app") -> dict:
+def add_report(wrong_path, clip_path, *, label: str, predicted: str, confidence: float, model_version: str,
+               probabilities: Mapping[str, float] | None = None, p_singing: float | None = None,
+               origin: str = "app", class_names: Sequence[str] | None = None) -> dict:
     """Record a user's "this is wrong" for ``clip_path`` (true ``label``); returns the row.
 
-    A new row is ``open``. An existing row gets the new prediction; unless a
-    reviewer already acted on it, also the reported label and status ``open``.
+    ``probabilities`` maps classes to the model's probabilities (``Prediction.probabilities``); the older
+    ``p_singing=`` alone still works (the other columns stay empty). ``label`` must differ from
+    ``predicted`` and, when ``class_names`` is given, be one of them. A new row is ``open``. An existing
+    row gets the new prediction; unless a reviewer already acted on it, also the reported label and
+    status ``open``.
     """
-    label, predicted = str(label).strip(), str(predicted).strip()
+    label, predicted = str(label or "").strip(), str(predicted).strip()
     if not label:
         raise DatasetError("A report needs the true label.")
+    label = _check_label(label, class_names)
     if label == predicted:
-        raise DatasetError(f"The model already said {predicted!r}; a report needs the other, true label.")
+        raise DatasetError(f"The model already said {predicted!r}; a report needs a different, true label.")
+    probabilities = dict(probabilities or {})
+    if p_singing is not None:
+        probabilities.setdefault("singing", p_singing)
     wrong_path = Path(wrong_path)
     key = resolve_path(clip_path)
     if not Path(key).is_file():
         raise DatasetError(f"The reported clip {clip_path} does not exist; keep the clip before reporting it.")
     now = utc_now()
-    fields = {"predicted": predicted, "p_singing": _fmt(p_singing), "confidence": _fmt(confidence),
-              "model_version": str(model_version)}
+    fields = prediction_fields(probabilities, predicted=predicted, confidence=confidence, model_version=model_version)
     with locked(wrong_path):
         wrong = read_wrong(wrong_path)
         hits = wrong.index[wrong["path"] == key].tolist()
         if hits:
             row = hits[0]
-            for k, v in fields.items():
-                wrong.at[row, k] = v
+            _set_fields(wrong, row, fields)
             if not _is_reviewed(wrong.iloc[row]):
                 wrong.at[row, "label"] = label
                 wrong.at[row, "status"] = "open"
         else:
-            new = {**{c: "" for c in WRONG_COLUMNS}, **fields, "path": key, "label": label, "status": "open",
-                   "found_at": now, "origin": origin}
-            wrong = pd.concat([wrong, pd.DataFrame([new], columns=WRONG_COLUMNS)], ignore_index=True)
+            wrong = _append(wrong, [{**fields, "path": key, "label": label, "status": "open", "found_at": now,
+                                     "origin": origin}])
             row = len(wrong) - 1
         _write_wrong(wrong_path, wrong)
         return wrong.iloc[row].to_dict()

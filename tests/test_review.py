@@ -1,4 +1,4 @@
-"""Checking a labelled set and the wrong list: structure errors, upsert semantics, locking, the CLI."""
+"""Checking a labelled set and the wrong list: structure errors, upsert semantics, three labels, locking, the CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -79,6 +80,56 @@ def test_read_wrong_refuses_a_damaged_list_and_normalises_an_old_one(tmp_path):
     assert frame.loc[0, "status"] == "open"
 
 
+def test_a_list_from_before_three_labels_loads_and_the_next_write_adds_the_columns(tmp_path):
+    """A wrong list written when it had only ``p_singing``: read as is, and the next upsert writes every
+    column, keeping the old row's values."""
+    assert review.WRONG_COLUMNS[2:6] == ["predicted", "p_singing", "p_talking", "p_no_voice"]
+    old_columns = ["path", "label", "predicted", "p_singing", "confidence", "status", "found_at", "model_version",
+                   "reviewed_at", "reviewer", "note", "origin"]
+    a, b = touch(tmp_path / "a.wav"), touch(tmp_path / "b.wav")
+    wrong = write_csv(tmp_path / "wrong_audios.csv", pd.DataFrame(
+        [[str(a), "singing", "talking", "0.2000", "0.8000", "confirmed", "t0", "v1", "t1", "ana", "sure", "app"]],
+        columns=old_columns))
+    frame = review.read_wrong(wrong)
+    assert frame.loc[0, "p_singing"] == "0.2000" and frame.loc[0, "p_talking"] == frame.loc[0, "p_no_voice"] == ""
+    review.add_report(wrong, b, label="no_voice", predicted="singing", confidence=0.7, model_version="v2",
+                      probabilities={"singing": 0.7, "talking": 0.1, "no_voice": 0.2})
+    on_disk = pd.read_csv(wrong, dtype=str, keep_default_na=False)
+    assert list(on_disk.columns) == review.WRONG_COLUMNS
+    first, second = on_disk.iloc[0], on_disk.iloc[1]
+    assert (first.p_singing, first.p_talking, first.status, first.reviewer) == ("0.2000", "", "confirmed", "ana")
+    assert (second.label, second.predicted) == ("no_voice", "singing")
+    assert (second.p_singing, second.p_talking, second.p_no_voice) == ("0.7000", "0.1000", "0.2000")
+
+
+def test_reports_take_any_class_and_the_old_p_singing_keyword(tmp_path):
+    wrong = tmp_path / "wrong.csv"
+    clip, other = touch(tmp_path / "clip.wav"), touch(tmp_path / "other.wav")
+    row = review.add_report(wrong, clip, label="singing", predicted="talking", p_singing=0.3, confidence=0.7,
+                            model_version="v1")
+    assert (row["p_singing"], row["p_talking"], row["p_no_voice"]) == ("0.3000", "", "")
+    # a two-class model's answer: p_no_voice stays empty, and an earlier three-class value is cleared
+    review.add_report(wrong, other, label="talking", predicted="no_voice", confidence=0.6, model_version="v3",
+                      probabilities={"singing": 0.1, "talking": 0.3, "no_voice": 0.6},
+                      class_names=["singing", "talking", "no_voice"])
+    row = review.add_report(wrong, other, label="talking", predicted="singing", confidence=0.8, model_version="v2",
+                            probabilities={"singing": 0.8, "talking": 0.2})
+    assert (row["p_singing"], row["p_talking"], row["p_no_voice"]) == ("0.8000", "0.2000", "")
+    assert row["model_version"] == "v2"
+    with pytest.raises(DatasetError, match="'no_voice' is not a class of the model"):
+        review.add_report(wrong, clip, label="no_voice", predicted="singing", confidence=0.9, model_version="v2",
+                          probabilities={"singing": 0.9, "talking": 0.1}, class_names=["singing", "talking"])
+    with pytest.raises(DatasetError, match="needs a different, true label"):
+        review.add_report(wrong, clip, label="no_voice", predicted="no_voice", confidence=0.9, model_version="v3")
+    # relabel: to any class of the model, and only to one when the classes are given
+    row = review.review_row(wrong, clip, action="relabel", label="no_voice", reviewer="ana",
+                            class_names=["singing", "talking", "no_voice"])
+    assert (row["label"], row["status"]) == ("no_voice", "relabelled")
+    with pytest.raises(DatasetError, match="'rap' is not a class of the model.*singing, talking, no_voice"):
+        review.review_row(wrong, clip, action="relabel", label="rap", class_names=["singing", "talking", "no_voice"])
+    assert review.read_wrong(wrong).set_index("path").loc[str(clip.resolve()), "label"] == "no_voice"
+
+
 # -- check and upsert ---------------------------------------------------------------------------
 def test_check_upserts_mistakes_keeps_reviews_marks_resolved_and_is_idempotent(workspace, tmp_path):
     ws = workspace
@@ -106,6 +157,10 @@ def test_check_upserts_mistakes_keeps_reviews_marks_resolved_and_is_idempotent(w
     mistaken = set(wrong["path"])
     expected = set(predictions.loc[(predictions["label"] != predictions["predicted"]) & (predictions["error"] == ""), "path"])
     assert mistaken == expected
+    by_path = predictions.set_index("path")
+    for column in ("p_singing", "p_talking"):  # every class of the model; the two-class model has no p_no_voice
+        assert (wrong[column] == by_path.loc[wrong["path"], column].to_numpy()).all(), column
+    assert (wrong["p_no_voice"] == "").all()
 
     # reviewer actions: confirm, relabel (to what the model says), dismiss
     confirmed, relabelled, dismissed = wrong["path"].iloc[:3]
@@ -117,8 +172,9 @@ def test_check_upserts_mistakes_keeps_reviews_marks_resolved_and_is_idempotent(w
     # a user report on a clip the model gets right (wrong "true" label): the labelled set corrects it
     right = predictions[(predictions["label"] == predictions["predicted"]) & (predictions["error"] == "")].iloc[0]
     review.add_report(ws.wrong, right["path"], label="singing" if right["predicted"] == "talking" else "talking",
-                      predicted=right["predicted"], p_singing=float(right["p_singing"]),
-                      confidence=0.9, model_version=loaded.version)
+                      predicted=right["predicted"], confidence=0.9, model_version=loaded.version,
+                      probabilities={"singing": float(right["p_singing"]), "talking": float(right["p_talking"])},
+                      class_names=loaded.class_names)
     reviewed = review.read_wrong(ws.wrong).set_index("path")
 
     second = review.check(loaded, labelled_csv, wrong_path=ws.wrong)
@@ -160,6 +216,105 @@ def test_reopen_and_unknown_rows(tmp_path):
         review.add_report(wrong, clip, label="talking", predicted="talking", p_singing=0.2, confidence=0.8,
                           model_version="v1")
     assert len(review.read_wrong(wrong)) == 1
+
+
+# -- three labels ---------------------------------------------------------------------------------
+def no_voice_clips(corpus: Path, n: int, *, skip: int = 0) -> list[str]:
+    """``n`` corpus no_voice clips (instrument phrases and sounds) long enough to keep sound after the trim."""
+    manifest = pd.read_csv(corpus / "manifest.csv", dtype=str, keep_default_na=False)
+    pool = manifest[(manifest["label"] == "no_voice") & (manifest["duration_s"].astype(float) >= 3)]
+    return [str(corpus / p) for p in pool.sample(n=n + skip, random_state=11)["path"].iloc[skip:]]
+
+
+def test_check_with_a_two_class_model_skips_no_voice_rows_and_counts_them(workspace, capsys):
+    from singtalk.cli import main
+
+    ws = workspace
+    labelled = review.read_labelled(ws.labelled_csv, root=ws.corpus)[["path", "label"]]
+    silent_music = no_voice_clips(ws.corpus, 4)
+    with_no_voice = pd.concat([labelled, pd.DataFrame({"path": silent_music, "label": "no_voice"})], ignore_index=True)
+    labelled_csv = write_csv(ws.wrong.parent / "with_no_voice.csv", with_no_voice)
+    result = review.check(ws.store.load(), labelled_csv, wrong_path=ws.wrong)
+    assert result.skipped == {"no_voice": 4} and result.checked + result.failed == len(labelled)
+    assert "4 labelled no_voice skipped (the model has no such class)" in result.summary()
+    seen = set(result.predictions["path"]) | set(review.read_wrong(ws.wrong)["path"])
+    assert len(seen) > 100 and not {review.resolve_path(p) for p in silent_music} & seen
+
+    code = main(["check", str(labelled_csv), "--wrong", str(ws.wrong), "--models", str(ws.store.root)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "skipped 4 labelled no_voice: the model has no such class (it knows singing, talking)" in out
+    only = write_csv(ws.wrong.parent / "only_no_voice.csv", pd.DataFrame({"path": silent_music, "label": "no_voice"}))
+    with pytest.raises(DatasetError, match="Nothing to check: every file is labelled with a class the model lacks"):
+        review.check(ws.store.load(), only, wrong_path=ws.wrong)
+    typo = write_csv(ws.wrong.parent / "typo.csv", pd.DataFrame({"path": silent_music, "label": "no-voice"}))
+    with pytest.raises(DatasetError, match="label\\(s\\) the model does not know .*'no-voice': 4"):
+        review.check(ws.store.load(), typo, wrong_path=ws.wrong)
+
+
+@pytest.fixture(scope="module")
+def three_class_store(corpus, tmp_path_factory):
+    """A small real three-class model (singing, talking, no_voice) trained on corpus clips, and a check set
+    of other clips of the three classes."""
+    from singtalk import dataset
+    from singtalk.model import TrainConfig
+    from singtalk.registry import ModelStore
+    from singtalk.training import load_tables, save_outcome, train_tables
+
+    manifest = pd.read_csv(corpus / "manifest.csv", dtype=str, keep_default_na=False)
+    voiced = manifest[manifest["label"].isin(["singing", "talking"])
+                      & manifest["source"].isin(["mir1k", "librispeech", "ravdess"])]
+    picked = voiced.groupby(["label", "source"]).sample(n=6, random_state=5)
+    nv = no_voice_clips(corpus, 28)
+    voiced_rows = picked[["path", "label", "speaker", "source"]].assign(path=[str(corpus / p) for p in picked["path"]])
+    train = pd.concat([voiced_rows,
+                       pd.DataFrame({"path": nv[:20], "label": "no_voice", "speaker": [f"nv{i}" for i in range(20)],
+                                     "source": "no_voice"})], ignore_index=True)
+    root = tmp_path_factory.mktemp("three-class") / "models"
+    dataset.build_tables(dataset.normalise_labelled(train), root / "tables", test_size=0.2, seed=5, jobs=2)
+    tables = load_tables(root / "tables")
+    assert set(tables.class_names) == {"singing", "talking", "no_voice"}
+    outcome = train_tables(tables, TrainConfig(hidden_units=(32,), epochs=40, patience=8, seed=5))
+    store = ModelStore(root)
+    save_outcome(store, outcome, promote=True, note="three-class test model")
+    rest = voiced[~voiced["path"].isin(picked["path"])].groupby("label").sample(n=6, random_state=6)
+    check_set = pd.concat([pd.DataFrame({"path": [str(corpus / p) for p in rest["path"]], "label": rest["label"]}),
+                           pd.DataFrame({"path": nv[20:], "label": "no_voice"})], ignore_index=True)
+    return store, check_set
+
+
+def test_check_with_a_three_class_model_takes_no_voice_rows(three_class_store, tmp_path):
+    store, check_set = three_class_store
+    loaded = store.load()
+    assert set(loaded.class_names) == {"singing", "talking", "no_voice"}
+    wrong = tmp_path / "wrong_audios.csv"
+    result = review.check(loaded, check_set, wrong_path=wrong)
+    assert result.skipped == {} and result.checked + result.failed == len(check_set) == 20
+    predictions = result.predictions.set_index("path")
+    assert {f"p_{c}" for c in loaded.class_names} <= set(predictions.columns)
+    heard = predictions[predictions["error"] == ""]
+    p = heard[[f"p_{c}" for c in loaded.class_names]].astype(float)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-3)
+    no_voice = heard[heard["label"] == "no_voice"]
+    assert len(no_voice) >= 6 and (no_voice["predicted"] == "no_voice").mean() >= 0.5, no_voice[["predicted"]]
+    listed = review.read_wrong(wrong)
+    assert set(listed["path"]) == set(heard.index[heard["label"] != heard["predicted"]])
+    assert (listed["p_no_voice"] != "").all() and (listed["p_talking"] != "").all()
+    assert list(pd.read_csv(wrong, nrows=0).columns) == review.WRONG_COLUMNS
+
+    # a reviewer relabels a clip to no_voice; the next check keeps the label and marks it right when it is
+    target = heard.index[heard["predicted"] == "no_voice"][0]
+    if target not in set(listed["path"]):
+        review.add_report(wrong, target, label="talking", predicted="no_voice", confidence=0.9,
+                          model_version=loaded.version, probabilities={"no_voice": 0.9, "singing": 0.05,
+                                                                       "talking": 0.05},
+                          class_names=loaded.class_names)
+    review.review_row(wrong, target, action="relabel", label="no_voice", reviewer="ana",
+                      class_names=loaded.class_names)
+    again = review.check(loaded, check_set, wrong_path=wrong)
+    row = review.read_wrong(wrong).set_index("path").loc[target]
+    assert (row["label"], row["status"], row["predicted"]) == ("no_voice", "resolved", "no_voice")
+    assert again.resolved >= 1
 
 
 # -- concurrency ----------------------------------------------------------------------------------

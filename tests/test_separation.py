@@ -265,3 +265,39 @@ def test_vocal_level_compares_the_loudest_frames_at_any_rates():
     assert separation.vocal_level_db(mixture[:10], 44100, mixture, 44100) == 0.0
     assert separation.vocal_level_db(mixture, 44100, np.zeros(44100), 44100) == 0.0
 
+
+
+# --- no voice: an answer from the classifier -------------------------------------------------------
+
+def test_classifier_answers_no_voice_for_a_backing_track_and_load_refuses_it(separator, corpus, tmp_path):
+    """A real MIR-1K backing track (2 · mixture − vocal) as samples, the way the app hands over a live capture:
+    ``Classifier.analyse(..., separate=True)`` answers no_voice (probability and confidence 1, a note, one
+    segment, no timeline) with the shipped model, whatever its classes; ``load``, which can only return
+    samples, raises NoVoice; the song with its vocal is classified as usual."""
+    from singtalk.classify import Classifier
+    from singtalk.config import models_dir
+    from singtalk.errors import NoVoice
+    from singtalk.registry import ModelStore
+
+    stem = "abjones_2_04"
+    mixture = decode(corpus / "mixture" / "mir1k" / f"{stem}_mix.flac")
+    vocal = decode(corpus / "singing" / "mir1k" / f"{stem}.flac")
+    n = min(len(mixture), len(vocal))
+    backing = (2 * mixture[:n] - vocal[:n]).astype(np.float32)
+    classifier = Classifier(ModelStore(models_dir()).load())
+
+    prediction, samples = classifier.analyse(backing, separate=True)
+    assert prediction.label == "no_voice" and prediction.confidence == 1.0
+    assert prediction.probability("no_voice") == 1.0
+    assert all(prediction.probability(c) == 0.0 for c in classifier.class_names if c != "no_voice")
+    assert prediction.note.startswith("vocal extraction kept only leakage, ")
+    assert prediction.timeline.empty and list(prediction.timeline.columns[:3]) == ["start_s", "end_s", "label"]
+    assert prediction.segments[["label", "confidence"]].values.tolist() == [["no_voice", 1.0]]
+    assert prediction.duration_s == pytest.approx(n / 16000, abs=1e-3) and samples.shape == (n,)
+    assert np.sqrt(np.mean(samples ** 2)) < 0.1 * np.sqrt(np.mean(backing ** 2)), "the samples are the leakage"
+    with pytest.raises(NoVoice, match="No voice found: vocal extraction kept only leakage"):
+        classifier.load(str(write_wav(tmp_path / "backing.wav", backing)), separate=True)
+
+    song, _ = classifier.analyse(mixture, separate=True)
+    assert song.label == "singing" and song.note == "" and song.probability("no_voice") != 1.0
+
