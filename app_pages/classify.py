@@ -8,9 +8,9 @@ import os
 import streamlit as st
 
 from appkit import resources, results
-from appkit.live import LiveBuffer, loop_kept_awake, server_event_loop
+from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, meter_reading, server_event_loop
 from singtalk import audio
-from singtalk.errors import SingtalkError, TooLong
+from singtalk.errors import SilentAudio, SingtalkError, TooLong, TooShort
 from singtalk.sources import is_url
 
 RECORD_MAX_S = 60.0
@@ -89,13 +89,15 @@ with live_tab:
             st.markdown("Live: **listening…**")
             return
         try:
-            p = resources.classifier().classify(y)
-        except SingtalkError:
-            st.markdown("Live: **too quiet**")
+            p = None if is_quiet(y) else resources.classifier().classify(y)
+        except (SilentAudio, TooShort):  # too little sound: between takes
+            p = None
+        except SingtalkError as err:
+            st.markdown(f"Live: {err}")
             return
         # One element, so the label and the bar never disagree between two redraws.
-        st.progress(min(max(p.p_singing, 0.0), 1.0),
-                    text=f"Live: **{p.label.capitalize()}** ({p.confidence:.0%}) · p(singing) {p.p_singing:.2f}")
+        fraction, text = meter_reading(p)
+        st.progress(fraction, text=text)
 
     live_meter()
     left, right = st.columns(2)

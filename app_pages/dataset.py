@@ -12,6 +12,7 @@ from appkit import jobs_view, resources
 from singtalk import dataset, eda, training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
+from singtalk.labels import CLASSES, display
 
 st.header("Dataset")
 
@@ -42,14 +43,15 @@ def stamp(folder: str) -> float:
 
 # ---------------------------------------------------------------------------- build
 with st.expander("Build a feature table from labelled audio", expanded=False):
-    st.caption("A folder with one sub-folder per class (singing/, talking/…), or a manifest CSV with "
+    st.caption("A folder with one sub-folder per class (singing/, talking/, no_voice/…), or a manifest CSV with "
                "path,label (and speaker,source). Files are decoded, features extracted in parallel; "
                "failures are listed, not fatal. Train/test are split with no speaker on both sides.")
     with st.form("build-form", border=False):
         source = st.text_input("Folder or manifest CSV", key="build-source",
                                placeholder="/data/corpus or /data/corpus/manifest.csv")
-        classes = st.text_input("Classes (comma-separated, empty = all)", value="singing, talking",
-                                key="build-classes")
+        classes = st.text_input("Classes (comma-separated, empty = all)", value=", ".join(CLASSES),
+                                key="build-classes",
+                                help="no_voice: instrumental music, everyday sounds, noise — anything without a voice.")
         out = st.text_input("Write the tables to", value=str(work_dir() / "tables"), key="build-out")
         test_size = st.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="build-test")
         build = st.form_submit_button("Build feature table", type="primary",
@@ -129,7 +131,8 @@ left, right = st.columns(2)
 left.plotly_chart(figs["class_balance"], key="fig-balance")
 right.plotly_chart(figs["per_source"], key="fig-source")
 with st.expander("Clips per speaker"):
-    per_speaker = parts["per_speaker"].pivot_table(index="speaker", columns="label", values="rows", fill_value=0)
+    per_speaker = (parts["per_speaker"].pivot_table(index="speaker", columns="label", values="rows", fill_value=0)
+                   [eda.class_order(parts["per_speaker"]["label"])].rename(columns=display))
     st.dataframe(per_speaker, height=280)
 st.plotly_chart(figs["distributions"], key="fig-dist")
 st.plotly_chart(figs["correlations"], key="fig-corr")
@@ -146,7 +149,7 @@ if points:
     audio_file = dataset.local_audio(path) if path else None
     if audio_file:
         row = table[table["path"] == path].head(1)
-        label = row["label"].iloc[0] if len(row) else "?"
+        label = display(row["label"].iloc[0]) if len(row) else "?"
         st.write(f"**{Path(path).name}** — {label}, source {custom[1] if len(custom) > 1 else '?'}")
         st.audio(str(audio_file))
     elif path:

@@ -10,7 +10,9 @@ import streamlit as st
 from appkit import jobs_view, resources
 from appkit.results import wrong_csv_path
 from singtalk import review
+from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
+from singtalk.labels import CLASSES, display
 
 PAGE_ROWS = 10
 ACTION_TEXT = {"confirm": "Confirm", "relabel": "Relabel", "dismiss": "Dismiss", "reopen": "Reopen"}
@@ -21,11 +23,12 @@ store = resources.store()
 
 
 def class_names() -> list[str]:
+    """The serving model's classes (singing, talking, no_voice first); labels.CLASSES without a readable model."""
     version = store.current_version()
     try:
-        return list(store.read_metadata(version)["class_names"]) if version else ["singing", "talking"]
+        return class_order(store.read_metadata(version)["class_names"]) if version else list(CLASSES)
     except (SingtalkError, KeyError):
-        return ["singing", "talking"]
+        return list(CLASSES)
 
 
 def forget_and_rerun(message: str) -> None:
@@ -53,7 +56,7 @@ if len(wrong):
     )
     c1, c2, c3, c4 = st.columns(4)
     statuses = c1.multiselect("Status", review.STATUSES, default=["open"], key="f-status")
-    labels = c2.multiselect("True label", sorted(set(wrong["label"]) - {""}), key="f-label")
+    labels = c2.multiselect("True label", sorted(set(wrong["label"]) - {""}), key="f-label", format_func=display)
     sources = c3.multiselect("Source", sorted(set(wrong["source"])), key="f-source")
     low, high = c4.slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="f-conf")
     shown = wrong[wrong["status"].isin(statuses or review.STATUSES)]
@@ -74,7 +77,7 @@ if len(wrong):
             left, right = st.columns([2, 3])
             with left:
                 st.markdown(f"**{Path(row['path']).name}** · {row['source']}")
-                st.caption(f"label **{row['label']}**, model said **{row['predicted']}** "
+                st.caption(f"label **{display(row['label'])}**, model said **{display(row['predicted'])}** "
                            f"({row['confidence'] or '?'}), status **{row['status']}**")
                 if row["exists"]:
                     st.audio(row["path"])
@@ -82,7 +85,8 @@ if len(wrong):
                     st.caption("The file is not on this machine.")
             with right:
                 others = [c for c in classes if c != row["label"]] or classes
-                new_label = st.selectbox("Relabel as", others, key=f"relabel-to-{i}")
+                new_label = st.selectbox("Relabel as", others, key=f"relabel-to-{i}", format_func=display,
+                                         help="Any other class the serving model knows.")
                 note = st.text_input("Note", key=f"note-{i}", value=row["note"])
                 b1, b2, b3, b4 = st.columns(4)
                 action = None

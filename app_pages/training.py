@@ -12,6 +12,7 @@ from appkit import jobs_view, resources
 from singtalk import training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
+from singtalk.labels import display
 from singtalk.model import IMBALANCE_MODES, OPTIMIZERS, TrainConfig, plot_confusion_matrix, plot_roc, plot_trials
 
 KINDS = ("train", "tune")
@@ -120,13 +121,19 @@ def show_results(result: dict) -> None:
     cols[0].metric("Accuracy", f"{test['accuracy']:.3f}" if test.get("accuracy") is not None else "–")
     cols[1].metric("Balanced accuracy",
                    f"{test['balanced_accuracy']:.3f}" if test.get("balanced_accuracy") is not None else "–")
-    cols[2].metric("ROC AUC", f"{test['roc_auc']:.3f}" if test.get("roc_auc") is not None else "–")
+    binary = len(result["class_names"]) == 2
+    cols[2].metric("ROC AUC" if binary else "ROC AUC (macro, one-vs-rest)",
+                   f"{test['roc_auc']:.3f}" if test.get("roc_auc") is not None else "–")
     cols[3].metric("Test clips", test.get("n", 0))
     if test.get("n"):
         left, right = st.columns(2)
         left.plotly_chart(plot_confusion_matrix(test["confusion_matrix"], test["labels"]), key="fig-cm")
         if result["proba"] is not None and test.get("roc_auc") is not None:
             right.plotly_chart(plot_roc(result["y_test"], result["proba"], result["class_names"]), key="fig-roc")
+        recall = test.get("per_class_recall") or {}
+        if recall:
+            st.caption("Recall per class (share of each class's test clips labelled right): " + ", ".join(
+                f"{display(c)} {'–' if r is None else f'{r:.3f}'}" for c, r in recall.items()))
         per_source = pd.DataFrame([{"source": s, **v} for s, v in test.get("per_source", {}).items()])
         if not per_source.empty:
             st.write("Accuracy per source")

@@ -1,5 +1,6 @@
-"""Live microphone support: a rolling 16 kHz buffer fed by WebRTC audio frames, and
-a guard that keeps the server's event loop answering while an offer is processed."""
+"""Live microphone support: a rolling 16 kHz buffer fed by WebRTC audio frames, the meter's
+reading of a prediction, and a guard that keeps the server's event loop answering while an
+offer is processed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import numpy as np
 
 from singtalk.audio import SAMPLE_RATE
+from singtalk.labels import NO_VOICE, display
 
 
 class LiveBuffer:
@@ -77,6 +79,50 @@ class LiveBuffer:
     def received_seconds(self) -> float:
         with self._lock:
             return self._received / self.sr
+
+
+QUIET_DBFS = -55.0
+"""The live meter calls a window quiet (no voice) when even its loudest 50 ms stays below this level.
+The quietest voiced corpus clips (RAVDESS, spoken softly) reach -49 dBFS, half of them -20 dBFS or more;
+a quiet room between takes stays near -60 dBFS or below. Louder non-voice sound is left to the model
+(a three-class model says no_voice)."""
+
+
+def loudest_dbfs(y: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = 0.05) -> float:
+    """The RMS level of the loudest ``frame_s`` stretch of ``y``, in dB below full scale (-inf for silence)."""
+    y = np.nan_to_num(np.asarray(y, dtype=np.float64).reshape(-1))
+    n = max(1, int(frame_s * sr))
+    if y.size == 0:
+        return float("-inf")
+    frames = y[: y.size // n * n].reshape(-1, n) if y.size >= n else y[None, :]
+    loudest = float(np.sqrt(np.max(np.mean(frames ** 2, axis=1))))
+    return 20 * np.log10(loudest) if loudest > 0 else float("-inf")
+
+
+def is_quiet(y: np.ndarray, sr: int = SAMPLE_RATE, threshold_dbfs: float = QUIET_DBFS) -> bool:
+    """True when the window has nothing louder than ``threshold_dbfs``: between takes, not worth classifying.
+
+    The classifier's own check is relative (20 dB below the window's peak), so on its own it would label
+    room noise singing or talking; an absolute floor keeps a two-class model from guessing there.
+    """
+    return loudest_dbfs(y, sr) < threshold_dbfs
+
+
+def meter_reading(prediction) -> tuple[float, str]:
+    """The live meter's bar (0-1) and text for the last window's :class:`~singtalk.classify.Prediction`.
+
+    ``None`` stands for a window with too little sound to classify (quiet, see :func:`is_quiet`, or
+    refused by the classifier's own checks). Between takes — too little sound, or the model's own
+    ``no_voice`` — the meter says **No voice** with an empty bar rather than guess singing or talking;
+    otherwise the bar is the label's probability and the text lists every class's.
+    """
+    if prediction is None:
+        return 0.0, f"Live: **{display(NO_VOICE)}** (too little sound)"
+    if prediction.label == NO_VOICE:
+        return 0.0, f"Live: **{display(NO_VOICE)}** ({prediction.confidence:.0%})"
+    every = " · ".join(f"{display(c).lower()} {p:.2f}" for c, p in prediction.probabilities.items())
+    fraction = min(max(float(prediction.confidence), 0.0), 1.0)
+    return fraction, f"Live: **{display(prediction.label)}** ({prediction.confidence:.0%}) · {every}"
 
 
 def server_event_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,4 +1,4 @@
-"""Classify one input and show the result: metric, player, timeline, "This is wrong".
+"""Classify one input and show the result: label and meaning, a bar per class, player, segments, "This is wrong".
 
 A result is kept in ``st.session_state`` under the input's key, so reruns (a
 click on "This is wrong", a download) never classify the same input twice.
@@ -18,16 +18,18 @@ import numpy as np
 import streamlit as st
 
 from singtalk import audio
-from singtalk.classify import Prediction
+from singtalk.classify import HOP_S, WINDOW_S, Prediction
 from singtalk.config import work_dir
+from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
+from singtalk.labels import MEANING, NO_VOICE, display
 
-from . import resources
+from . import charts, resources
 
 log = logging.getLogger(__name__)
 
 TIMELINE_MIN_S = 8.0
-"""Inputs longer than this get a per-window timeline."""
+"""Inputs longer than this get the timeline over their segments (so does any input with more than one segment)."""
 
 WRONG_CSV = "wrong_audios.csv"
 REPORTS_DIR = "reports"
@@ -86,13 +88,8 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
         st.session_state.pop(slot, None)
         if separate:
             resources.separator()
-        if isinstance(source, np.ndarray):
-            y = source
-            if separate:
-                y = model.extract_vocals(y, audio.SAMPLE_RATE, stage=stage)
-        else:
-            y = model.load(source, separate=separate, name=name, stage=stage, max_duration=max_duration)
-        prediction = model.classify(y, stage=stage)
+        # With separate, vocals that are only leakage come back as a no_voice answer with a note.
+        prediction, y = model.analyse(source, separate=separate, name=name, stage=stage, max_duration=max_duration)
     except SingtalkError as err:
         if describe_error:
             st.error(describe_error(err))
@@ -108,53 +105,50 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
 
 
 def show(result: Classified, *, key: str) -> None:
-    """The prediction, its confidence, a player, the timeline (long inputs) and the report form."""
+    """The prediction and what it means, a bar per class, a player, the timeline over its segments, the report form."""
     p = result.prediction
-    cols = st.columns([1, 1, 1, 2])
-    cols[0].metric("Prediction", p.label.capitalize())
-    cols[1].metric("Confidence", f"{p.confidence:.0%}")
-    cols[2].metric("Duration", audio.format_seconds(p.duration_s))
-    with cols[3]:
-        st.caption(f"{result.name} · model {result.model_version}"
+    cols = st.columns([2, 3, 4])
+    with cols[0]:
+        st.metric("Prediction", display(p.label))
+        st.caption(MEANING.get(p.label, ""))
+    with cols[1]:
+        classes = class_order([*result.class_names, *p.probabilities])  # + no_voice from separation
+        data, spec = charts.probability_bars(p.probabilities, classes)
+        st.vega_lite_chart(data, spec, key=f"{key}-bars", width="stretch")
+    with cols[2]:
+        st.caption(f"{result.name} · {audio.format_seconds(p.duration_s)} · model {result.model_version}"
                    + (" · vocals extracted with Spleeter" if result.separated else "")
                    + f" · {audio.format_seconds(p.sounding_s)} of sound after trimming quiet parts")
         st.audio(result.samples, sample_rate=audio.SAMPLE_RATE)
-    if p.duration_s > TIMELINE_MIN_S and not p.timeline.empty:
-        _timeline(p, key=key)
+    if p.note:  # an answer that did not come from the model, e.g. vocal extraction finding no voice
+        st.info(f"{display(p.label)}, without asking the model: {p.note}.")
+    if (p.duration_s > TIMELINE_MIN_S and not p.timeline.empty) or len(p.segments) > 1:
+        _timeline(result, key=key)
     _report_form(result, key=key)
 
 
-def _timeline(p: Prediction, *, key: str) -> None:
-    """Per-window probability as a Vega-Lite line (hover: the window's span and value).
+def _records(frame) -> str:
+    """``frame`` as a JSON list of records (NaN → null)."""
+    return json.dumps(json.loads(frame.to_json(orient="records")), indent=1)
 
-    Vega-Lite, not Plotly: the browser's first Plotly chart compiles ~4.8 MB of plotly.js, which
-    held its main thread for 1-2 s after the first result (a second upload then waited for it);
-    the other pages' Plotly charts are unaffected.
-    """
-    t = p.timeline
-    column = "p_singing" if "p_singing" in t.columns else [c for c in t.columns if c.startswith("p_")][-1]
-    data = t.assign(middle_s=(t["start_s"] + t["end_s"]) / 2)[["start_s", "end_s", "middle_s", column]]
-    spec = {
-        "title": "Per-window probability of singing" if column == "p_singing" else f"Per-window {column}",
-        "height": 220,
-        "layer": [
-            {"mark": {"type": "line", "point": True},
-             "encoding": {"x": {"field": "middle_s", "type": "quantitative", "title": "time (s)"},
-                          "y": {"field": column, "type": "quantitative", "title": column,
-                                "scale": {"domain": [0, 1]}},
-                          "tooltip": [{"field": "start_s", "title": "from (s)", "format": ".1f"},
-                                      {"field": "end_s", "title": "to (s)", "format": ".1f"},
-                                      {"field": column, "format": ".2f"}]}},
-            {"mark": {"type": "rule", "strokeDash": [2, 3], "color": "grey"}, "encoding": {"y": {"datum": 0.5}}},
-        ],
-    }
-    st.vega_lite_chart(data, spec, key=f"{key}-timeline", width="stretch")
-    left, right, _ = st.columns([1, 1, 3])
-    left.download_button("Timeline CSV", t.to_csv(index=False), file_name="singtalk-timeline.csv",
-                         mime="text/csv", key=f"{key}-csv")
-    records = json.loads(t.to_json(orient="records"))
-    right.download_button("Timeline JSON", json.dumps(records, indent=1), file_name="singtalk-timeline.json",
-                          mime="application/json", key=f"{key}-json")
+
+def _timeline(result: Classified, *, key: str) -> None:
+    """The segments as coloured bands under the per-window probabilities; both tables to download."""
+    p = result.prediction
+    st.vega_lite_chart(charts.timeline_spec(p.timeline, p.segments, result.class_names), key=f"{key}-timeline",
+                       width="stretch")
+    st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
+               f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
+               f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s.")
+    buttons = st.columns(5)
+    buttons[0].download_button("Segments CSV", p.segments.to_csv(index=False), file_name="singtalk-segments.csv",
+                               mime="text/csv", key=f"{key}-segments-csv")
+    buttons[1].download_button("Segments JSON", _records(p.segments), file_name="singtalk-segments.json",
+                               mime="application/json", key=f"{key}-segments-json")
+    buttons[2].download_button("Windows CSV", p.timeline.to_csv(index=False), file_name="singtalk-timeline.csv",
+                               mime="text/csv", key=f"{key}-csv")
+    buttons[3].download_button("Windows JSON", _records(p.timeline), file_name="singtalk-timeline.json",
+                               mime="application/json", key=f"{key}-json")
 
 
 def _report_form(result: Classified, *, key: str) -> None:
@@ -163,12 +157,12 @@ def _report_form(result: Classified, *, key: str) -> None:
         st.success("Thanks: the clip is in the review list (Review page).")
         return
     with st.expander("This is wrong"):
-        others = [c for c in result.class_names if c != result.prediction.label] or result.class_names
-        right = st.radio("The right label is", [c.capitalize() for c in others], key=f"{key}-right",
-                         horizontal=True)
+        classes = class_order(result.class_names)
+        others = [c for c in classes if c != result.prediction.label] or classes
+        right = st.radio("The right label is", others, format_func=display, key=f"{key}-right", horizontal=True)
         if st.button("Send for review", key=f"{key}-send", type="primary"):
             try:
-                path = save_report(result, label=right.lower())
+                path = save_report(result, label=right)
             except SingtalkError as err:
                 st.error(f"The report could not be saved: {err}")
                 return
@@ -231,6 +225,7 @@ def save_report(result: Classified, *, label: str):
                 f"{MAX_REPORTS_ENV}.")
         clip = audio.write_wav(folder / f"{uuid.uuid4().hex}.wav", result.samples)
     p = result.prediction
-    review.add_report(wrong_csv_path(), clip, label=label, predicted=p.label, p_singing=p.p_singing,
-                      confidence=p.confidence, model_version=result.model_version, origin="app")
+    review.add_report(wrong_csv_path(), clip, label=label, predicted=p.label, probabilities=p.probabilities,
+                      confidence=p.confidence, model_version=result.model_version, origin="app",
+                      class_names=result.class_names)
     return clip

@@ -5,6 +5,7 @@ Used by ``singtalk eda`` (files) and the app's Dataset page (on screen).
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,28 @@ import numpy as np
 import pandas as pd
 
 from . import atomic
+from .labels import CLASSES, NO_VOICE, SINGING, TALKING, display
+
+CLASS_COLOURS = {SINGING: "#F58518", TALKING: "#4C78A8", NO_VOICE: "#9D9D9D"}
+"""Singing orange, talking blue, no voice grey: the same in every plot of the app and the reports."""
+SPARE_COLOURS = ("#54A24B", "#B279A2", "#E45756", "#72B7B2", "#EECA3B", "#FF9DA6", "#9D755D")
+"""For classes outside :data:`labels.CLASSES`, handed out in :func:`class_order`'s order."""
+
+
+def class_order(names) -> list[str]:
+    """``names`` without repeats: the known classes in :data:`labels.CLASSES` order, then the rest sorted."""
+    names = {str(n) for n in names}
+    return [c for c in CLASSES if c in names] + sorted(names - set(CLASSES))
+
+
+def class_colours(names) -> dict[str, str]:
+    """A colour per class name (:data:`CLASS_COLOURS`; other classes get spare colours in turn).
+
+    The same name always gets the same colour among the same ``names``; pass every class a figure
+    may show (e.g. the model's classes plus ``no_voice``) so that all of a page's figures agree.
+    """
+    spare = itertools.cycle(SPARE_COLOURS)
+    return {name: CLASS_COLOURS.get(name) or next(spare) for name in class_order(names)}
 
 
 def counts(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -28,18 +51,32 @@ def correlations(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFr
     return table[list(feature_names)].corr().fillna(0.0)
 
 
-def separation(table: pd.DataFrame, feature_names: Sequence[str], positive: str = "singing") -> pd.DataFrame:
-    """Per feature: how well it alone separates ``positive`` from the rest (ROC-AUC, 0.5 = not at all)."""
+def separation(table: pd.DataFrame, feature_names: Sequence[str], positive: str | None = None) -> pd.DataFrame:
+    """Per feature: how well it alone separates one class from the rest (ROC-AUC, 0.5 = not at all).
+
+    ``positive`` names the class; by default, with three classes or more, every class is tried
+    (one-vs-rest) and the one the feature separates best is kept (``class`` column); with two, the
+    first of :func:`class_order` (singing), as the other gives the same strength.
+    """
     from sklearn.metrics import roc_auc_score
 
-    y = (table["label"] == positive).to_numpy()
+    columns = ["feature", "class", "auc", "strength"]
+    present = class_order(table["label"].unique())
+    candidates = [positive] if positive is not None else present[:1] if len(present) == 2 else present
+    candidates = [c for c in candidates if c in present] if len(present) >= 2 else []
+    if not candidates:
+        return pd.DataFrame(columns=columns)
+    truths = {c: (table["label"] == c).to_numpy() for c in candidates}
     rows = []
-    if y.all() or not y.any():
-        return pd.DataFrame(columns=["feature", "auc", "strength"])
     for name in feature_names:
-        auc = float(roc_auc_score(y, table[name].to_numpy()))
-        rows.append({"feature": name, "auc": auc, "strength": abs(auc - 0.5) * 2})
-    return pd.DataFrame(rows).sort_values("strength", ascending=False).reset_index(drop=True)
+        values = table[name].to_numpy()
+        best = None
+        for c, y in truths.items():
+            auc = float(roc_auc_score(y, values))
+            if best is None or abs(auc - 0.5) > abs(best[1] - 0.5):
+                best = (c, auc)
+        rows.append({"feature": name, "class": best[0], "auc": best[1], "strength": abs(best[1] - 0.5) * 2})
+    return pd.DataFrame(rows, columns=columns).sort_values("strength", ascending=False).reset_index(drop=True)
 
 
 def projection(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFrame:
@@ -52,16 +89,18 @@ def projection(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFram
 
 
 def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) -> dict:
-    """Plotly figures: class balance, per-source counts, top feature distributions, correlation heatmap, PCA."""
+    """Plotly figures: class balance, per-source counts, top feature distributions, correlation heatmap, PCA.
+
+    Classes are shown by their display names (``No voice``) in :func:`class_colours`, any number of them.
+    """
     import plotly.express as px
 
-    parts = counts(table)
-    labels = sorted(table["label"].unique())
-    palette = px.colors.qualitative.Plotly
-    style = {"color_discrete_map": {label: palette[i % len(palette)] for i, label in enumerate(labels)},
-             "category_orders": {"label": labels}}  # the same colour for a class in every plot
+    parts = {name: _displayed(frame) for name, frame in counts(table).items()}
+    colours = class_colours(table["label"].unique())
+    style = {"color_discrete_map": {display(c): colour for c, colour in colours.items()},
+             "category_orders": {"label": [display(c) for c in colours]}, "labels": {"label": "class"}}
     strong = separation(table, feature_names)["feature"].head(top).tolist() or list(feature_names)[:top]
-    long = table.melt(id_vars=["label"], value_vars=strong, var_name="feature", value_name="value")
+    long = _displayed(table.melt(id_vars=["label"], value_vars=strong, var_name="feature", value_name="value"))
     corr = correlations(table, feature_names)
     return {
         "class_balance": px.bar(parts["class_balance"], x="label", y="rows", color="label", title="Class balance",
@@ -72,9 +111,13 @@ def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) 
                                 title="Most separating features, by class", **style),
         "correlations": px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r",
                                   title="Feature correlations"),
-        "projection": px.scatter(projection(table, feature_names), x="pc1", y="pc2", color="label",
+        "projection": px.scatter(_displayed(projection(table, feature_names)), x="pc1", y="pc2", color="label",
                                  hover_data=["path", "source", "speaker"], title="PCA of the features", **style),
     }
+
+
+def _displayed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(label=frame["label"].map(display))
 
 
 def write_report(table: pd.DataFrame, feature_names: Sequence[str], out_dir: str | Path) -> list[Path]:

@@ -752,36 +752,64 @@ def save_history_plot(history, path_html: str | os.PathLike, *, include_plotlyjs
 
 
 def plot_confusion_matrix(matrix, labels: Sequence[str]):
-    """Heatmap of ``matrix[true][predicted]`` with counts written in the cells."""
+    """Heatmap of ``matrix[true][predicted]`` for any number of classes (display names, in
+    :func:`singtalk.eda.class_order`, on the axes).
+
+    Each cell shows its count and its share of the true class's row; the colour is that share, so
+    a small class's mistakes show as clearly as a large one's.
+    """
     import plotly.graph_objects as go
 
-    matrix = np.asarray(matrix)
+    from .eda import class_order
+    from .labels import display
+
+    labels = [str(c) for c in labels]
+    order = [labels.index(c) for c in class_order(labels)]  # singing, talking, no_voice first, whatever the model's order
+    matrix = np.asarray(matrix, dtype=float).reshape(len(labels), len(labels))[np.ix_(order, order)]
+    labels = [labels[i] for i in order]
+    totals = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    names = [display(str(c)) for c in labels]
+    text = [[f"{int(n)}<br>{s:.0%}" for n, s in zip(row, shares)] for row, shares in zip(matrix, share)]
     fig = go.Figure(go.Heatmap(
-        z=matrix, x=list(labels), y=list(labels), colorscale="Blues", showscale=False,
-        text=matrix, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
+        z=share, x=names, y=names, zmin=0.0, zmax=1.0, colorscale="Blues", showscale=False,
+        text=text, texttemplate="%{text}", customdata=matrix.astype(int),
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} (%{z:.0%} of the row)<extra></extra>",
     ))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=360)
+    fig.update_layout(title="Confusion matrix (test table)", xaxis_title="predicted", yaxis_title="true",
+                      yaxis_autorange="reversed", height=max(360, 100 + 70 * len(names)))
     return fig
 
 
 def plot_roc(y, proba: np.ndarray, class_names: Sequence[str]):
-    """ROC curve of the positive class (binary) or one curve per class (one-vs-rest)."""
+    """ROC curve of the positive class (two classes) or one-vs-rest, one curve per class (three or more).
+
+    Curves take the class colours of :func:`singtalk.eda.class_colours`; a class absent from ``y``
+    (or the only one present) has no curve.
+    """
     import plotly.graph_objects as go
     from sklearn.metrics import auc, roc_curve
+
+    from .eda import class_colours, class_order
+    from .labels import display
 
     class_names = [str(c) for c in class_names]
     y_idx = encode_labels(y, class_names)
     proba = np.asarray(proba)
-    shown = [positive_index(class_names)] if len(class_names) == 2 else range(len(class_names))
+    binary = len(class_names) == 2
+    shown = [positive_index(class_names)] if binary else [class_names.index(c) for c in class_order(class_names)]
+    colours = class_colours(class_names)
     fig = go.Figure()
     for i in shown:
         truth = y_idx == i
         if truth.all() or not truth.any():
             continue
         fpr, tpr, _ = roc_curve(truth, proba[:, i])
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{class_names[i]} (AUC {auc(fpr, tpr):.3f})")
+        name = f"{display(class_names[i])}{'' if binary else ' vs rest'} (AUC {auc(fpr, tpr):.3f})"
+        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line={"color": colours[class_names[i]]})
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"})
-    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=360)
+    fig.update_layout(title="ROC" if binary else "ROC, one class against the rest",
+                      xaxis_title="false positive rate", yaxis_title="true positive rate", height=360)
     return fig
 
 

@@ -1,8 +1,9 @@
-"""Fixtures for the app tests: a tiny real model store, clips from the corpus, a work folder.
+"""Fixtures for the app tests: tiny real model stores, clips from the corpus, a work folder.
 
-The store is built once per session from ~80 real corpus clips (features →
-speaker-disjoint tables → a few epochs of the real Keras model → promoted), so
-the app's pages run on a genuine model without waiting for the shipped one.
+A store is built once per session from real corpus clips (features → speaker-disjoint
+tables → a few epochs of the real Keras model → promoted), so the app's pages run on a
+genuine model without waiting for the shipped one: ``test_store`` knows singing and
+talking (~80 clips), ``three_class_store`` also no_voice (~110 clips).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import corpus_or_fail
 
 CLASSES = ["singing", "talking"]
+THREE_CLASSES = ["singing", "talking", "no_voice"]
 PER_CLASS = 40
 SEED = 3
 
@@ -29,13 +31,14 @@ class TestStore:
     version: str
     singing_clip: Path  # a long (> 8 s) singing clip used in training
     talking_clip: Path
+    no_voice_clip: Path | None = None  # three-class stores: a long (> 8 s) no_voice clip used in training
 
 
-def sample_labelled(corpus: Path, *, per_class: int = PER_CLASS, seed: int = SEED) -> pd.DataFrame:
+def sample_labelled(corpus: Path, *, classes=CLASSES, per_class: int = PER_CLASS, seed: int = SEED) -> pd.DataFrame:
     """A small labelled set: per class, clips spread over sources and speakers."""
     from singtalk import dataset
 
-    labelled = dataset.from_manifest(corpus / "manifest.csv", classes=CLASSES)
+    labelled = dataset.from_manifest(corpus / "manifest.csv", classes=list(classes))
     parts = []
     for label, group in labelled.groupby("label"):
         per_source = max(1, per_class // group["source"].nunique())
@@ -45,13 +48,13 @@ def sample_labelled(corpus: Path, *, per_class: int = PER_CLASS, seed: int = SEE
     return pd.concat(parts).reset_index(drop=True)
 
 
-def build_store(root: Path, corpus: Path, *, epochs: int = 25) -> TestStore:
+def build_store(root: Path, corpus: Path, *, classes=CLASSES, epochs: int = 25) -> TestStore:
     """Features of the sampled clips → tables under ``root/tables`` → trained model promoted in ``root``."""
     from singtalk import dataset, training
     from singtalk.model import TrainConfig
     from singtalk.registry import ModelStore
 
-    labelled = sample_labelled(corpus)
+    labelled = sample_labelled(corpus, classes=classes)
     tables_dir = root / "tables"
     dataset.build_tables(labelled, tables_dir, jobs=min(2, os.cpu_count() or 1), seed=SEED)
     tables = training.load_tables(tables_dir)
@@ -63,13 +66,30 @@ def build_store(root: Path, corpus: Path, *, epochs: int = 25) -> TestStore:
     long_singing = train[(train["label"] == "singing") & (train["source"] == "mir1k")]
     singing = Path(long_singing["path"].iloc[0]) if len(long_singing) else Path(train[train["label"] == "singing"]["path"].iloc[0])
     talking = Path(train[train["label"] == "talking"]["path"].iloc[0])
-    return TestStore(root, tables_dir, version, singing, talking)
+    no_voice = long_training_clip(corpus, train, "no_voice") if "no_voice" in classes else None
+    return TestStore(root, tables_dir, version, singing, talking, no_voice)
+
+
+def long_training_clip(corpus: Path, train: pd.DataFrame, label: str, *, shortest_s: float = 9.0) -> Path:
+    """The shortest training clip of ``label`` longer than ``shortest_s`` (the Classify page draws its timeline)."""
+    manifest = pd.read_csv(corpus / "manifest.csv")
+    durations = dict(zip([str(corpus / p) for p in manifest["path"]], manifest["duration_s"]))
+    rows = train[train["label"] == label].assign(duration_s=lambda t: t["path"].map(durations))
+    long = rows[rows["duration_s"] > shortest_s].sort_values("duration_s")
+    return Path((long if len(long) else rows.sort_values("duration_s", ascending=False))["path"].iloc[0])
 
 
 @pytest.fixture(scope="session")
 def test_store(tmp_path_factory) -> TestStore:
     corpus = corpus_or_fail()
     return build_store(tmp_path_factory.mktemp("store"), corpus)
+
+
+@pytest.fixture(scope="session")
+def three_class_store(tmp_path_factory) -> TestStore:
+    """Like ``test_store`` with a third class, no_voice (instrumentals, loops, everyday sounds)."""
+    corpus = corpus_or_fail()
+    return build_store(tmp_path_factory.mktemp("store3"), corpus, classes=THREE_CLASSES, epochs=40)
 
 
 @pytest.fixture()
@@ -106,6 +126,18 @@ class FakeStreamerContext:
 
 def fake_webrtc_streamer(*args, **kwargs):
     return FakeStreamerContext()
+
+
+class PlayingStreamerContext(FakeStreamerContext):
+    """What ``webrtc_streamer`` returns while the browser streams (the audio comes through the session's buffer)."""
+
+    class state:  # noqa: N801
+        playing = True
+        signalling = False
+
+
+def playing_webrtc_streamer(*args, **kwargs):
+    return PlayingStreamerContext()
 
 
 class Uploads:

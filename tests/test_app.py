@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from streamlit.testing.v1 import AppTest
 
 from singtalk import review
 from singtalk.audio import decode, write_wav
+from singtalk.eda import CLASS_COLOURS
 from singtalk.jobs import runner
-from tests.app_fixtures import Uploads, app_env, clip_near, copy_store, fake_webrtc_streamer, test_store, to_wav  # noqa: F401
+from singtalk.labels import MEANING
+from tests.app_fixtures import (Uploads, app_env, clip_near, copy_store, fake_webrtc_streamer,  # noqa: F401
+                                playing_webrtc_streamer, test_store, three_class_store, to_wav)
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TIMEOUT = 120
@@ -37,6 +41,48 @@ def metric(at: AppTest, label: str) -> str:
     return values[0]
 
 
+def vega_charts(at: AppTest) -> dict:
+    """The page's Vega-Lite charts, ``bars`` and ``timeline`` (told by their titles): spec and data frames.
+
+    ``data`` is the chart's own data; ``datasets`` its named ones (the timeline's ``windows`` and ``segments``).
+    """
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df as frame
+
+    charts = {}
+    for chart in at.get("arrow_vega_lite_chart"):
+        proto = chart.proto
+        spec = json.loads(proto.spec)
+        name = "bars" if spec.get("title") == "Probability of each class" else \
+            "timeline" if str(spec.get("title")).startswith("Per-window") else spec.get("title")
+        assert name not in charts, f"two {name} charts"
+        charts[name] = {"spec": spec,
+                        "data": frame(proto.data.data) if proto.data.data else None,
+                        "datasets": {d.name: frame(d.data.data) for d in proto.datasets}}
+    return charts
+
+
+def plotly_figures(at: AppTest) -> dict:
+    """The page's Plotly figures by key suffix (``fig-cm`` → ``cm``), as ``plotly.graph_objects.Figure``."""
+    import plotly.io
+
+    return {c.proto.id.rsplit("-", 1)[-1]: plotly.io.from_json(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def values(data) -> np.ndarray:
+    """A Plotly trace array: a list, or the ``{"dtype", "bdata"[, "shape"]}`` form Plotly 6+ writes to JSON."""
+    import base64
+
+    if isinstance(data, dict) and "bdata" in data:
+        array = np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"])
+        shape = data.get("shape")
+        return array.reshape([int(n) for n in str(shape).split(",")]) if shape else array
+    return np.asarray(data)
+
+
+def downloads(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
 def wait_for_job(timeout: float = 120):
     job = runner().wait(timeout)
     assert job is not None and not job.running, "the background job did not finish"
@@ -51,12 +97,21 @@ def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Prediction") == "Singing"
-    assert metric(at, "Confidence").endswith("%")
-    assert len(at.get("download_button")) == 2, "a >8 s clip gets CSV and JSON timeline downloads"
-    charts = at.get("arrow_vega_lite_chart")
-    assert len(charts) == 1 and "Per-window probability of singing" in charts[0].proto.spec
+    assert any(c.value == MEANING["singing"] for c in at.caption), "the label's meaning is spelled out"
+    charts = vega_charts(at)
+    bars = charts["bars"]["data"]
+    assert list(bars["class"]) == ["Singing", "Talking"], "a two-class model: a bar per class, no No voice"
+    assert bars["probability"].sum() == pytest.approx(1.0, abs=1e-3) and bars["probability"].iloc[0] > 0.5
+    assert downloads(at) == ["Segments CSV", "Segments JSON", "Windows CSV", "Windows JSON"], "a >8 s clip"
+    timeline = charts["timeline"]
+    assert "Per-window probability of singing" in timeline["spec"]["title"]
+    assert timeline["spec"]["layer"][1]["encoding"]["y"]["title"] == "probability of singing"
+    assert set(timeline["datasets"]["windows"]["class"]) == {"Singing"}, "two classes: one line, as before"
+    segments = timeline["datasets"]["segments"]
+    assert segments["start_s"].iloc[0] == 0 and set(segments["class"]) <= {"Singing", "Talking", "No voice"}
+    assert at.radio(key="upload-right").options == ["Talking"]
 
-    at.radio(key="upload-right").set_value("Talking")
+    at.radio(key="upload-right").set_value("talking")
     at.button(key="upload-send").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     wrong = review.read_wrong(Path(app_env["SINGTALK_WORK"]) / "wrong_audios.csv")
@@ -370,3 +425,165 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     store = ModelStore(root)
     assert report.new_version in [v.version for v in store.list_versions()]
     assert store.current_version() == (report.new_version if report.promoted else report.backup_version)
+
+
+# --------------------------------------------------------------------------- three classes: singing, talking, no_voice
+@pytest.fixture()
+def three_env(three_class_store, tmp_path, monkeypatch) -> dict:
+    """An app session served by the three-class store, with a fresh work folder."""
+    env = {"SINGTALK_MODELS": str(three_class_store.root), "SINGTALK_WORK": str(tmp_path / "work")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def test_no_voice_upload_says_no_voice_with_three_bars_segments_and_downloads(three_env, three_class_store,
+                                                                              uploads):
+    at = fresh_app()
+    clip = three_class_store.no_voice_clip
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/ogg")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "No voice"
+    assert any(c.value == MEANING["no_voice"] for c in at.caption), [c.value for c in at.caption]
+
+    charts = vega_charts(at)
+    bars = charts["bars"]
+    assert list(bars["data"]["class"]) == ["Singing", "Talking", "No voice"], "a bar per class of the model"
+    assert bars["data"]["probability"].idxmax() == 2
+    assert bars["data"]["probability"].sum() == pytest.approx(1.0, abs=1e-3)
+    colour = bars["spec"]["layer"][0]["encoding"]["color"]["scale"]
+    assert dict(zip(colour["domain"], colour["range"])) == {
+        "Singing": CLASS_COLOURS["singing"], "Talking": CLASS_COLOURS["talking"], "No voice": CLASS_COLOURS["no_voice"]}
+
+    timeline = charts["timeline"]
+    bands, lines = timeline["spec"]["layer"][:2]
+    assert bands["mark"]["type"] == "rect" and bands["data"] == {"name": "segments"}
+    assert bands["encoding"]["color"]["scale"] == colour, "the same colours as the bars"
+    assert lines["encoding"]["y"]["title"] == "probability of each class"
+    assert set(timeline["datasets"]["windows"]["class"]) == {"Singing", "Talking", "No voice"}
+    segments = timeline["datasets"]["segments"]
+    assert "No voice" in set(segments["class"])
+    assert segments["start_s"].iloc[0] == 0 and (segments["start_s"].iloc[1:].to_numpy()
+                                                == segments["end_s"].iloc[:-1].to_numpy()).all(), "they tile the clip"
+    prediction = at.session_state["result:upload"].prediction
+    assert segments["end_s"].iloc[-1] == pytest.approx(prediction.duration_s, abs=0.01)
+
+    assert downloads(at) == ["Segments CSV", "Segments JSON", "Windows CSV", "Windows JSON"]
+
+    right = at.radio(key="upload-right")
+    assert right.options == ["Singing", "Talking"], "every class the model knows but the predicted one"
+    right.set_value("talking")
+    at.button(key="upload-send").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    row = review.read_wrong(Path(three_env["SINGTALK_WORK"]) / "wrong_audios.csv").iloc[0]
+    assert (row["label"], row["predicted"]) == ("talking", "no_voice")
+
+
+def test_live_meter_says_no_voice_between_takes(app_env, test_store, uploads, monkeypatch):
+    """A quiet stretch in the live buffer: the meter says No voice, even with a two-class model."""
+    from appkit.live import LiveBuffer
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", playing_webrtc_streamer)
+    buffer = LiveBuffer(seconds=60.0)
+    buffer.extend(np.random.default_rng(0).normal(0, 1e-4, 16000 * 5).astype(np.float32))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["live-buffer"] = buffer
+    at.run()
+    assert not at.exception, at.exception
+    meter = [p.proto.text for p in at.get("progress")]
+    assert meter and "Live: **No voice**" in meter[0] and "Singing" not in meter[0] and "Talking" not in meter[0]
+
+    buffer.clear()
+    buffer.extend(decode(test_store.singing_clip)[: 16000 * 5])
+    at.run()
+    meter = [p.proto.text for p in at.get("progress")]
+    assert meter and "Live: **Singing**" in meter[0], meter
+
+
+def test_dataset_page_with_three_classes(three_env, three_class_store, uploads):
+    at = fresh_app()
+    at.switch_page("app_pages/dataset.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.text_input(key="build-classes").value == "singing, talking, no_voice"
+    figures = plotly_figures(at)
+    expected = {"Singing": CLASS_COLOURS["singing"], "Talking": CLASS_COLOURS["talking"],
+                "No voice": CLASS_COLOURS["no_voice"]}
+    for name in ("balance", "source", "pca"):
+        assert {t.name: t.marker.color for t in figures[name].data} == expected, name
+    balance = {t.name: int(values(t.y).sum()) for t in figures["balance"].data}
+    assert all(n > 0 for n in balance.values()) and sum(balance.values()) == int(metric(at, "Clips").replace(",", ""))
+    per_source = {s for t in figures["source"].data if t.name == "No voice" for s in values(t.x)}
+    assert per_source and per_source <= {"librosa_data", "olpc_berklee_tonejs", "tonejs_loops"}
+
+
+def test_training_page_draws_three_by_three_confusion_and_one_roc_per_class(three_env, three_class_store, uploads,
+                                                                             tmp_path, monkeypatch):
+    root = copy_store(three_class_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    at = fresh_app()
+    at.switch_page("app_pages/training.py").run()
+    at.text_input(key="train-units").set_value("16")
+    at.number_input(key="train-epochs").set_value(4)
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_for_job()
+    assert job.state == "done", job.error
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "one-vs-rest" in next(m.label for m in at.metric if m.label.startswith("ROC AUC"))
+    figures = plotly_figures(at)
+    heat = figures["cm"].data[0]
+    assert list(heat.x) == list(heat.y) == ["Singing", "Talking", "No voice"]
+    counts = values(heat.customdata)
+    assert counts.shape == (3, 3) and counts.sum() == int(metric(at, "Test clips"))
+    curves = [t.name.split(" (")[0] for t in figures["roc"].data]
+    assert curves == ["Singing vs rest", "Talking vs rest", "No voice vs rest", "chance"]
+    assert any("Recall per class" in c.value and "No voice" in c.value for c in at.caption)
+
+
+def test_review_relabels_to_any_class_of_a_three_class_model(three_env, three_class_store, uploads):
+    work = Path(three_env["SINGTALK_WORK"])
+    clip = write_wav(work / "reports" / "b71e.wav", decode(three_class_store.no_voice_clip))
+    wrong_csv = work / "wrong_audios.csv"
+    review.add_report(wrong_csv, clip, label="singing", predicted="talking", p_singing=0.2, confidence=0.7,
+                      model_version=three_class_store.version)
+    at = fresh_app()
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception and not at.error
+    relabel = at.selectbox(key="relabel-to-0")
+    assert relabel.options == ["Talking", "No voice"], "the model's classes other than the row's label"
+    relabel.set_value("no_voice")
+    at.button(key="relabel-0").click().run()
+    assert not at.exception and not at.error
+    row = review.read_wrong(wrong_csv).iloc[0]
+    assert (row["label"], row["status"]) == ("no_voice", "relabelled")
+
+
+def test_review_without_a_model_offers_the_shipped_classes(app_env, test_store, uploads, tmp_path, monkeypatch):
+    monkeypatch.setenv("SINGTALK_MODELS", str(tmp_path / "empty-store"))
+    work = Path(app_env["SINGTALK_WORK"])
+    clip = write_wav(work / "reports" / "c0ffee.wav", decode(test_store.talking_clip))
+    review.add_report(work / "wrong_audios.csv", clip, label="talking", predicted="singing", p_singing=0.9,
+                      confidence=0.9, model_version="gone")
+    at = fresh_app()
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception
+    assert at.selectbox(key="relabel-to-0").options == ["Singing", "No voice"]
+
+
+def test_vocal_extraction_finding_no_voice_says_so_even_with_a_two_class_model(app_env, test_store, uploads,
+                                                                               spleeter_weights, corpus):
+    """A piano pad with vocal extraction: Spleeter keeps only leakage, and the answer is No voice with the
+    reason, not an error and not a two-class guess; the report form offers the model's two classes."""
+    pad = corpus / "no_voice" / "olpc_berklee_tonejs" / "piano_pad_1.opus"
+    at = fresh_app()
+    at.checkbox(key="upload-separate").check()
+    uploads.put(at, "file_uploader", "Audio or video file", pad.read_bytes(), name=pad.name, mime="audio/ogg")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Prediction") == "No voice"
+    assert any("leakage" in i.value and "dB below the music" in i.value for i in at.info), [i.value for i in at.info]
+    bars = vega_charts(at)["bars"]["data"]
+    assert dict(zip(bars["class"], bars["probability"])) == {"Singing": 0.0, "Talking": 0.0, "No voice": 1.0}
+    assert at.radio(key="upload-right").options == ["Singing", "Talking"]

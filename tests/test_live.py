@@ -1,4 +1,4 @@
-"""The live tab's helpers: the rolling buffer and the event-loop waker."""
+"""The live tab's helpers: the rolling buffer, the event-loop waker, the meter's reading."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from appkit.live import LiveBuffer, loop_kept_awake
+from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, loudest_dbfs, meter_reading
+from singtalk.classify import Prediction
 
 
 @pytest.fixture()
@@ -65,3 +66,33 @@ def test_buffer_keeps_the_newest_seconds_across_threads():
     assert buffer.last(0.25).shape == (250,)
     buffer.clear()
     assert buffer.seconds == 0 and buffer.last().size == 0
+
+
+# --------------------------------------------------------------------------- the meter's reading
+def prediction(label: str, probabilities: dict) -> Prediction:
+    return Prediction(label=label, confidence=probabilities[label], probabilities=probabilities, duration_s=4.0,
+                      sounding_s=4.0)
+
+
+@pytest.mark.parametrize("made,expected", [
+    (None, (0.0, "Live: **No voice** (too little sound)")),
+    (prediction("no_voice", {"singing": 0.1, "talking": 0.2, "no_voice": 0.7}), (0.0, "Live: **No voice** (70%)")),
+    (prediction("singing", {"singing": 0.8, "talking": 0.2}),
+     (0.8, "Live: **Singing** (80%) · singing 0.80 · talking 0.20")),
+    (prediction("talking", {"singing": 0.05, "talking": 0.9, "no_voice": 0.05}),
+     (0.9, "Live: **Talking** (90%) · singing 0.05 · talking 0.90 · no voice 0.05")),
+])
+def test_meter_says_no_voice_between_takes_and_lists_every_class_otherwise(made, expected):
+    fraction, text = meter_reading(made)
+    assert (fraction, text) == (pytest.approx(expected[0]), expected[1])
+
+
+def test_quiet_windows_are_told_by_their_loudest_moment():
+    rng = np.random.default_rng(0)
+    room = rng.normal(0, 3e-4, 16000 * 4).astype(np.float32)  # about -70 dBFS
+    assert is_quiet(room) and is_quiet(np.zeros(16000, np.float32)) and is_quiet(np.zeros(0, np.float32))
+    assert loudest_dbfs(room) == pytest.approx(-70.5, abs=1.0)
+    take = room.copy()
+    take[16000:16000 + 1600] += 0.01 * np.sin(np.arange(1600) * 2 * np.pi * 220 / 16000)  # 0.1 s at -43 dBFS
+    assert not is_quiet(take), "one loud moment is enough: a soft voice is not quiet"
+    assert loudest_dbfs(np.full(800, 0.5, np.float32)) == pytest.approx(20 * np.log10(0.5))

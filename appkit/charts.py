@@ -1,0 +1,114 @@
+"""Vega-Lite specs for a classified input: one bar per class, and the timeline over its segments.
+
+Pure functions (no ``st.*``): data frames and spec dicts, drawn by :mod:`appkit.results` with
+``st.vega_lite_chart`` and checked by the tests. Classes carry their display names (``No voice``)
+and the colours of :func:`singtalk.eda.class_colours`, so a class looks the same on every page.
+
+Vega-Lite, not Plotly: the browser's first Plotly chart compiles ~4.8 MB of plotly.js, which held
+its main thread for 1-2 s after the first result (a second upload then waited for it); the other
+pages' Plotly charts are unaffected.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from singtalk.eda import class_colours
+from singtalk.labels import NO_VOICE, SINGING, display, probability_column
+
+WINDOWS = "windows"
+SEGMENTS = "segments"
+
+
+def colour_scale(classes: Sequence[str]) -> dict:
+    """A Vega-Lite colour encoding on the ``class`` field: display names → class colours, in class order."""
+    colours = class_colours(classes)
+    return {"field": "class", "type": "nominal", "title": None,
+            "scale": {"domain": [display(c) for c in colours], "range": list(colours.values())}}
+
+
+def probability_bars(probabilities: dict, classes: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """One horizontal bar per class of the model (its probability for the whole input), with the percentage."""
+    data = pd.DataFrame({"class": [display(c) for c in classes],
+                         "probability": [float(probabilities.get(c, np.nan)) for c in classes]})
+    colour = {**colour_scale(classes), "legend": None}
+    y = {"field": "class", "type": "nominal", "sort": list(data["class"]), "title": None}
+    spec = {
+        "title": "Probability of each class",
+        "height": {"step": 26},  # a fixed height squeezes the bars of a layered band scale to nothing
+        "encoding": {"y": y},
+        "layer": [
+            {"mark": {"type": "bar", "cornerRadiusEnd": 3},
+             "encoding": {"x": {"field": "probability", "type": "quantitative", "title": None,
+                                "scale": {"domain": [0, 1]}, "axis": {"format": "%", "tickCount": 5}},
+                          "color": colour,
+                          "tooltip": [{"field": "class"}, {"field": "probability", "format": ".1%"}]}},
+            {"mark": {"type": "text", "align": "left", "dx": 4},
+             "encoding": {"x": {"field": "probability", "type": "quantitative"},
+                          "text": {"field": "probability", "type": "quantitative", "format": ".0%"}}},
+        ],
+    }
+    return data, spec
+
+
+def shown_probabilities(classes: Sequence[str]) -> list[str]:
+    """The classes whose per-window probability is drawn: singing alone for a two-class model (the
+    other line would mirror it), every class otherwise."""
+    classes = [str(c) for c in classes]
+    return [SINGING] if len(classes) == 2 and SINGING in classes else classes
+
+
+def timeline_frames(timeline: pd.DataFrame, segments: pd.DataFrame,
+                    classes: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Long-form windows (one row per window and drawn class) and segments, both with a ``class`` display name."""
+    t = timeline
+    middle = (t["start_s"] + t["end_s"]) / 2
+    parts = [pd.DataFrame({"start_s": t["start_s"], "end_s": t["end_s"], "middle_s": middle, "class": display(c),
+                           "probability": t[probability_column(c)]})
+             for c in shown_probabilities(classes) if probability_column(c) in t.columns]
+    windows = pd.concat(parts, ignore_index=True) if parts else \
+        pd.DataFrame(columns=["start_s", "end_s", "middle_s", "class", "probability"])
+    bands = segments.assign(**{"class": segments["label"].map(display)})[["start_s", "end_s", "class", "confidence"]]
+    return windows, bands
+
+
+def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str]) -> dict:
+    """The segments as coloured bands (one colour per class) under the per-window probability line(s).
+
+    The data travels in the spec's named datasets (``windows``, ``segments``); the legend names the
+    classes once for bands and lines alike.
+    """
+    drawn = shown_probabilities(classes)
+    windows, bands = timeline_frames(timeline, segments, classes)
+    everything = list(classes) + [NO_VOICE] + list(segments["label"].dropna().astype(str))
+    colour = {**colour_scale(everything), "legend": {"orient": "top", "title": None, "symbolOpacity": 1}}
+    one = len(drawn) == 1
+    y_title = f"probability of {display(drawn[0]).lower()}" if one else "probability of each class"
+    end = float(max(segments["end_s"].max() if len(segments) else 0, timeline["end_s"].max() if len(timeline) else 0))
+    x = {"field": "start_s", "type": "quantitative", "title": "time (s)", "axis": {"grid": False},
+         "scale": {"domain": [0, end], "nice": False}}
+    layers = [
+        {"data": {"name": SEGMENTS}, "mark": {"type": "rect", "opacity": 0.25},
+         "encoding": {"x": x, "x2": {"field": "end_s"}, "color": colour,
+                      "tooltip": [{"field": "class", "title": "segment"},
+                                  {"field": "start_s", "title": "from (s)", "format": ".1f"},
+                                  {"field": "end_s", "title": "to (s)", "format": ".1f"},
+                                  {"field": "confidence", "format": ".0%"}]}},
+        {"data": {"name": WINDOWS}, "mark": {"type": "line", "point": True},
+         "encoding": {"x": {**x, "field": "middle_s"},
+                      "y": {"field": "probability", "type": "quantitative", "title": y_title,
+                            "scale": {"domain": [0, 1]}},
+                      "color": colour,
+                      "tooltip": [{"field": "class", "title": "probability of"},
+                                  {"field": "probability", "format": ".2f"},
+                                  {"field": "start_s", "title": "window from (s)", "format": ".1f"},
+                                  {"field": "end_s", "title": "to (s)", "format": ".1f"}]}},
+    ]
+    if one:
+        layers.append({"data": {"name": WINDOWS}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "grey"},
+                       "encoding": {"y": {"datum": 0.5}}})
+    title = f"Per-window {y_title}, over the segments" if one else "Per-window probabilities, over the segments"
+    return {"title": title, "height": 300, "datasets": {WINDOWS: windows, SEGMENTS: bands}, "layer": layers}
