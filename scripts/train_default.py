@@ -1,29 +1,31 @@
-"""Build the shipped default model (singing vs talking) from ../shared/data.
+"""Build the shipped default model (singing, talking or no voice) from ../shared/data.
 
     .venv/bin/python scripts/train_spectro.py --view mel        # first: the three CNNs
     .venv/bin/python scripts/train_spectro.py --view harmonic   # (features schema st-8; their fold networks
     .venv/bin/python scripts/train_spectro.py --view contour    #  are committed in models/spectro-folds/)
-    .venv/bin/python scripts/train_default.py [--models models] [--head max|logit-sum|linear|stack] [--C 0.002]
-                                              [--L-features dynamic|all] [--jobs 2] [--copies 2] [--ensemble 5]
-                                              [--no-loso]
+    .venv/bin/python scripts/train_default.py [--models models] [--head stack|max|learned|linear|logit-sum]
+                                              [--gate linear|mlp] [--ensemble 3] [--jobs 2] [--copies 2]
+                                              [--no-backgrounds] [--no-loso] [--cache var/cache]
 
-Steps: read the manifest's singing and talking rows; split by speaker
-(``dataset.split_by_speaker(test_size=0.2, seed=0)``); decode every clip once and
-extract its features; for TRAINING clips only add ``--copies`` augmented versions
-each (``augment.random_copy``: random gain, white/pink noise, a random crop, sometimes a
-telephone band or a room reverb; every second copy also played 0.84–1.19× as fast,
-some of those through MP3). The
-``spectro_logit``, ``harmonic_logit`` and ``contour_logit`` features of training rows come from the fold
-networks of ``train_spectro.py`` that never heard the speaker (stacking without
-leakage); test rows get the shipped networks'. The head (:data:`HEADS`): ``max`` (default) is
-a Keras MLP computing exactly sigmoid(max(J, S)), S the sum of the three logits and J = L + ¼ · the
-contour logit, L logistic regressions on the hand-crafted features (less the long-term spectral shape:
-:data:`L_FEATURES`) averaged over fits that each leave one corpus out (:func:`max_model`,
-:func:`judge_weights`, :func:`hand_crafted_logit`); ``logit-sum`` sigmoid(S) and ``linear`` sigmoid(J) likewise; ``stack`` trains ``--ensemble`` MLPs on all
-features (seeds 0..k-1) with ``model.train`` (validation grouped by speaker) and averages them into one model.
-Evaluate on the test split (overall, per source, and its RAVDESS part: actors never seen in
-training) and, unless ``--no-loso``, leave-one-source-out (train without corpus S, with every
-learnt logit from networks trained without S; test on S; ``dataset.corpus_of``).
+Steps: read the manifest's singing, talking and no-voice rows and MIR-1K's backing tracks (no voice,
+``dataset.backing_tracks``); split by speaker with the committed sides of ``models/split.json``
+(:data:`SPLIT_FILE`: a person who sings and speaks stays on one side, and the speakers the CNNs were trained on
+keep their sides); decode every clip once and extract its features; for TRAINING clips only add ``--copies``
+augmented versions each (``augment.random_copy``: rooms, devices, real no-voice backgrounds from the training
+split, noise, crops, speed; ``augment.DESCRIPTION``). The three CNN logits of a training clip whose speaker the
+fold networks of ``train_spectro.py`` heard come from the fold network that never heard them (stacking without
+leakage); every other clip (test clips, and speakers added to the corpus since the CNNs were trained) gets the
+shipped networks'. The head (:data:`HEADS`) answers three classes when the training rows hold no-voice clips:
+a judge between singing and talking behind a voice gate (:data:`GATES`), p(no_voice) = sigmoid(−g),
+p(singing) = sigmoid(g)·sigmoid(m), p(talking) = sigmoid(g)·sigmoid(−m), all in one chain of Keras Dense layers
+(:func:`gated_mlp`, :func:`relu_head`). ``stack`` (the default, chosen by leave-one-source-out on the grown corpus:
+docs/model.md): m the mean logit of ``--ensemble`` MLPs trained on the voiced rows (``model.train``, validation
+grouped by speaker). ``max``: st-8's m = max(J, S), S the three CNN logits' sum, J = L + ¼ · the contour logit,
+L logistic regressions on the hand-crafted features averaged over fits that each leave one corpus out;
+``learned``, ``linear``, ``logit-sum``: K, J or S alone. Evaluate on the test split (overall, per source, and
+its RAVDESS part: actors never seen in training; :func:`answer_scores`) and, unless ``--no-loso``,
+leave-one-source-out (train without corpus C, every learnt logit from networks that never heard C; test on C;
+``dataset.corpus_of``).
 
 Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
 and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),
@@ -48,10 +50,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from singtalk import atomic, augment, config, dataset  # noqa: E402
+from singtalk import atomic, augment, config, dataset, labels  # noqa: E402
 from singtalk.features import VIEW_FEATURES  # noqa: E402
 
-CLASSES = ("singing", "talking")
+CLASSES = labels.CLASSES
+"""singing, talking, no_voice: the three answers (``singtalk.labels``)."""
+VOICED = labels.VOICED
 HOLDOUT_SOURCE = "ravdess"
 SPECTRO_FOLDS = Path(__file__).resolve().parent.parent / "models" / "spectro-folds"
 """``<view>/``: the fold and leave-one-source-out networks ``train_spectro.py`` writes and :func:`main` reads.
@@ -59,18 +63,36 @@ Committed with the shipped model: they take hours to train on two cores, and onl
 logits from networks that never heard the speaker."""
 
 
+_BACKGROUNDS: list[np.ndarray] = []
+"""Real no-voice recordings (training split) that augmented copies may get as background, per worker process."""
+
+
+def load_backgrounds(paths: list[str]) -> None:
+    """Pool initialiser: decode the background clips once per worker (:data:`_BACKGROUNDS`)."""
+    from singtalk.errors import SingtalkError
+
+    _BACKGROUNDS.clear()
+    for path in paths:
+        try:
+            _BACKGROUNDS.append(dataset.decode_clip(path))
+        except SingtalkError:
+            pass
+
+
 def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
-    The clip is decoded once; augmented copies that fail are skipped, and so are those with too little
-    sound unless ``require_sound`` is False (``train_spectro.py`` keeps them, as its shipped weights did).
+    The clip is decoded once (``dataset.decode_clip``: MIR-1K backing tracks are rebuilt); augmented copies
+    (``augment.random_copy``, with this worker's :data:`_BACKGROUNDS`) that fail are skipped, and so are those
+    with too little sound unless ``require_sound`` is False (``train_spectro.py`` keeps them, as its shipped
+    weights did).
     """
     from singtalk import audio, features
     from singtalk.errors import SingtalkError
 
     path, copies, seed = task
     try:
-        y = audio.decode(path)
+        y = dataset.decode_clip(path)
         audio.prepare(y)
         check = features.require_sound if require_sound else (lambda frames: frames)
         analysed = [check(features.analyse(y, audio.SAMPLE_RATE))]
@@ -79,7 +101,8 @@ def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -
     rng = np.random.default_rng(seed)
     for copy in range(1, copies + 1):
         try:
-            altered = augment.random_copy(y, rng, audio.SAMPLE_RATE, resample=copy % 2 == 0)
+            altered = augment.random_copy(y, rng, audio.SAMPLE_RATE, resample=copy % 2 == 0,
+                                          backgrounds=_BACKGROUNDS or None)
             analysed.append(check(features.analyse(altered)))
         except SingtalkError:
             pass
@@ -91,16 +114,69 @@ def _replaced_later(spec_db: np.ndarray) -> float:
     return 0.0
 
 
-def clip_features(task: tuple[str, int, int], test: bool) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
+def clip_features(task: tuple[str, int, int], shipped: bool) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
     """``(path, copies, seed)`` → ([clean vector, augmented vectors...], {view: their spectrogram-network
-    inputs}, error). Only ``test`` clips run the shipped networks; training rows get fold-network logits later."""
+    inputs}, error). ``shipped``: the clip's logits come from the shipped networks (a test clip, or a training
+    clip of a speaker no network heard); the others get fold-network logits later."""
     from singtalk import features, spectro
 
     analysed, error = analysed_copies(task)
-    nets = None if test else {view: _replaced_later for view in spectro.VIEWS}
+    nets = None if shipped else {view: _replaced_later for view in spectro.VIEWS}
     return ([features.pool(f, nets=nets) for f in analysed],
             {view: [features.spectro_input(f, view=view).astype(np.float16) for f in analysed]
              for view in spectro.VIEWS}, error)
+
+
+def extract_cached(tasks: list, shipped: np.ndarray, backgrounds: list[str], jobs: int, cache_dir: Path | None) -> list:
+    """:func:`clip_features` of every task in a process pool, kept in ``cache_dir`` under a key of the tasks,
+    the augmentation recipe and the feature schema, so another head is measured without decoding again."""
+    import hashlib
+    import pickle
+
+    from singtalk.features import FEATURE_VERSION
+
+    key = hashlib.sha256(json.dumps([tasks, shipped.tolist(), backgrounds, augment.DESCRIPTION, FEATURE_VERSION],
+                                    default=str).encode()).hexdigest()[:16]
+    path = cache_dir / f"features-{key}.pkl" if cache_dir else None
+    if path and path.is_file():
+        print(f"features from {path}", flush=True)
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=load_backgrounds,
+                             initargs=(backgrounds,)) as pool:
+        outputs = list(pool.map(clip_features, tasks, shipped, chunksize=8))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{path}.tmp", "wb") as handle:
+            pickle.dump(outputs, handle, protocol=5)
+        os.replace(f"{path}.tmp", path)
+    return outputs
+
+
+SPLIT_FILE = Path(__file__).resolve().parent.parent / "models" / "split.json"
+"""Every speaker group's side (train or test). The groups of the first corpus keep the sides the CNNs' folds
+were trained on; groups the corpus gains are split among themselves (``dataset.split_keeping``)."""
+
+
+def labelled_corpus(data_dir: Path) -> pd.DataFrame:
+    """The manifest's singing, talking and no-voice rows plus MIR-1K's backing tracks (no voice), with their
+    ``language`` (music / sound for no-voice clips)."""
+    manifest = pd.read_csv(data_dir / "manifest.csv", dtype=str, keep_default_na=False)
+    labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
+    backing = dataset.backing_tracks(manifest, data_dir).assign(language="music")
+    language = dict(zip([str(data_dir / p) for p in manifest["path"]], manifest["language"]))
+    labelled["language"] = labelled["path"].map(language).fillna("")
+    return dataset.normalise_labelled(pd.concat([labelled, backing], ignore_index=True))
+
+
+def corpus_split(labelled: pd.DataFrame, split_file: Path, seed: int = 0) -> np.ndarray:
+    """Test mask from ``split_file`` (extended and rewritten when the corpus has gained speaker groups)."""
+    info = json.loads(split_file.read_text()) if split_file.is_file() else {"side_of_group": {}}
+    mask, sides = dataset.split_keeping(labelled, info["side_of_group"], test_size=0.2, seed=seed)
+    if sides != info["side_of_group"]:
+        print(f"{len(sides) - len(info['side_of_group'])} new speaker groups split; {split_file} updated", flush=True)
+        atomic.write_json(split_file, {**info, "test_size": 0.2, "seed": seed, "side_of_group": dict(sorted(sides.items()))})
+    return mask
 
 
 def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.ndarray, net, view: str) -> None:
@@ -112,7 +188,7 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 
 
 # -- training and evaluation ----------------------------------------------------
-HEADS = ("max", "logit-sum", "linear", "stack")
+HEADS = ("max", "logit-sum", "linear", "learned", "stack")
 """``max`` (the default, chosen by leave-one-source-out; see the README): p(singing) = sigmoid(max(J, S)), S
 the sum of the three networks' logits, J = L + :data:`JUDGE_WEIGHT` × the contour network's logit, L strongly
 regularised logistic regressions on the hand-crafted features, averaged over fits that each leave one corpus
@@ -140,7 +216,7 @@ in leave-one-corpus-out it recognised more unheard singing (README)."""
 
 
 def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float = LINEAR_C,
-                       features: str = "dynamic") -> tuple[np.ndarray, float]:
+                       features: str = "dynamic", with_logits: bool = False) -> tuple[np.ndarray, float]:
     """L: weights over the scaled features (0 for the networks' logits and for features :data:`L_FEATURES`
     ``[features]`` leaves out) and a bias. L is the average of class-balanced logistic regressions with L2
     strength 1/``C`` on standardised hand-crafted features, one per corpus of ``train`` (``dataset.corpus_of``
@@ -148,7 +224,8 @@ def hand_crafted_logit(train: pd.DataFrame, scaler, names: list[str], C: float =
     all rows when fewer than two such fits have both classes."""
     from sklearn.linear_model import LogisticRegression
 
-    hand = [i for i, name in enumerate(names) if name not in VIEW_FEATURES.values() and L_FEATURES[features](name)]
+    hand = [i for i, name in enumerate(names)
+            if (with_logits or name not in VIEW_FEATURES.values()) and L_FEATURES[features](name)]
     X = scaler.transform(train[names].to_numpy())[:, hand]
     y = (train["label"] == "singing").to_numpy()
     corpora = (np.array([dataset.corpus_of(s) for s in train["source"]]) if "source" in train
@@ -188,56 +265,194 @@ def judge_weights(train: pd.DataFrame, scaler, names: list[str], C: float = LINE
     return wl + wc, bl + bc
 
 
-def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, train_config):
-    """A Keras MLP (input → Dense ReLU → Dense softmax) whose "singing" logit is Σ sign·ReLU(w·x + b) over
-    ``units`` = [(w, b, sign)] and whose "talking" logit is 0, so p(singing) = sigmoid of that sum."""
+def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, train_config, gate=None):
+    """An exact Keras MLP over the scaled features whose judge logit is m = Σ sign·ReLU(w·x + b) over ``units`` =
+    [(w, b, sign)].
+
+    Without ``gate``: input → Dense ReLU → Dense softmax over (singing, talking), "talking" logit 0, so
+    p(singing) = sigmoid(m). With ``gate`` (:func:`gate_units`: a voice logit g = v·ReLU(W·x + b) + c), the
+    three-class model (:data:`CLASSES`) p(no_voice) = sigmoid(−g), p(singing) = sigmoid(g)·sigmoid(m),
+    p(talking) = sigmoid(g)·sigmoid(−m): input → Dense ReLU (the judge's units and the gate's hidden units) →
+    Dense softplus (m, −m, g, −g) → Dense softmax with logits −softplus(−m), −softplus(m) and
+    softplus(−g) − softplus(g) = −g. One chain of Dense layers, so retraining fine-tunes it like any MLP."""
     from singtalk.model import _make_optimizer, _tf
 
     tf = _tf()
-    hidden = np.stack([w for w, _, _ in units], axis=1).astype(np.float32)
-    hidden_bias = np.array([b for _, b, _ in units], np.float32)
-    out = np.zeros((len(units), len(CLASSES)), np.float32)
-    out[:, CLASSES.index("singing")] = [sign for _, _, sign in units]
+    judge_w = np.stack([w for w, _, _ in units], axis=1).astype(np.float32)
+    judge_b = np.array([b for _, b, _ in units], np.float32)
+    signs = np.array([sign for _, _, sign in units], np.float32)
+    classes = CLASSES if gate is not None else VOICED
     inputs = tf.keras.Input(shape=(n_features,), name="features")
-    x = tf.keras.layers.Dense(len(units), activation="relu", name="dense_1")(inputs)
-    outputs = tf.keras.layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
-    model = tf.keras.Model(inputs, outputs, name="singtalk_classifier")
-    model.get_layer("dense_1").set_weights([hidden, hidden_bias])
-    model.get_layer("probabilities").set_weights([out, np.zeros(len(CLASSES), np.float32)])
+    if gate is None:
+        out = np.zeros((len(units), len(classes)), np.float32)
+        out[:, classes.index("singing")] = signs
+        layers = [("dense_1", "relu", judge_w, judge_b), ("probabilities", "softmax", out, np.zeros(2, np.float32))]
+    else:
+        gate_w, gate_b, gate_v, gate_c = gate
+        k = len(units)
+        hidden_w = np.concatenate([judge_w, gate_w.astype(np.float32)], axis=1)
+        hidden_b = np.concatenate([judge_b, gate_b.astype(np.float32)])
+        pair = np.zeros((hidden_w.shape[1], 4), np.float32)  # → m, −m, g, −g
+        pair[:k, 0], pair[:k, 1] = signs, -signs
+        pair[k:, 2], pair[k:, 3] = gate_v, -gate_v
+        pair_b = np.array([0.0, 0.0, gate_c, -gate_c], np.float32)
+        out = np.zeros((4, 3), np.float32)
+        out[1, classes.index("singing")] = -1.0  # −softplus(−m)
+        out[0, classes.index("talking")] = -1.0  # −softplus(m)
+        out[3, classes.index("no_voice")], out[2, classes.index("no_voice")] = 1.0, -1.0  # −g
+        layers = [("dense_1", "relu", hidden_w, hidden_b), ("dense_2", "softplus", pair, pair_b),
+                  ("probabilities", "softmax", out, np.zeros(3, np.float32))]
+    x = inputs
+    for name, activation, w, _ in layers:
+        x = tf.keras.layers.Dense(w.shape[1], activation=activation, name=name)(x)
+    model = tf.keras.Model(inputs, x, name="singtalk_classifier")
+    for name, _, w, b in layers:
+        model.get_layer(name).set_weights([w, b])
     model.compile(optimizer=_make_optimizer(train_config.optimizer, train_config.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
-              l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
-    """The ``max`` head: sigmoid(max(J, S)) = sigmoid(ReLU(J − S) + ReLU(S) − ReLU(−S)) (see :data:`HEADS`)."""
-    wl, bl = judge_weights(train, scaler, names, C, l_features, judge_weight)
+def gated_mlp(members: list, gate, n_features: int, train_config):
+    """The three-class ``stack`` model: the judge m = the mean of the singing-minus-talking logits of
+    ``members`` (two-class MLPs from ``model.train``, ReLU layers of equal depth), behind the voice ``gate``
+    (:func:`gate_units`), exactly as in :func:`relu_head`: p(no_voice) = sigmoid(−g), p(singing) =
+    sigmoid(g)·sigmoid(m), p(talking) = sigmoid(g)·sigmoid(−m). One chain of Dense layers: each hidden layer
+    holds every member's units side by side (block-diagonal weights) and the gate's, carried through the later
+    layers by identity ReLU units; then Dense softplus (m, −m, g, −g) and the softmax."""
+    from scipy.linalg import block_diag
+
+    from singtalk.model import _make_optimizer, _tf
+
+    tf = _tf()
+    stacks = [[layer.get_weights() for layer in m.layers if isinstance(layer, tf.keras.layers.Dense)] for m in members]
+    depth = len(stacks[0]) - 1
+    if depth < 1 or any(len(st) != depth + 1 for st in stacks):
+        raise ValueError("the judges need the same number of hidden layers")
+    gate_w, gate_b, gate_v, gate_c = gate
+    n_gate = gate_w.shape[1]
+    layers = []
+    for i in range(depth):
+        if i == 0:
+            w = np.concatenate([st[0][0] for st in stacks] + [gate_w], axis=1)
+        else:
+            w = block_diag(*[st[i][0] for st in stacks], np.eye(n_gate))
+        b = np.concatenate([st[i][1] for st in stacks] + [gate_b if i == 0 else np.zeros(n_gate)])
+        layers.append((f"dense_{i + 1}", "relu", w, b))
+    s, t = VOICED.index("singing"), VOICED.index("talking")
+    m_w = np.concatenate([(st[-1][0][:, s] - st[-1][0][:, t]) / len(stacks) for st in stacks])
+    m_b = float(np.mean([st[-1][1][s] - st[-1][1][t] for st in stacks]))
+    pair = np.zeros((m_w.size + n_gate, 4))
+    pair[: m_w.size, 0], pair[: m_w.size, 1] = m_w, -m_w
+    pair[m_w.size:, 2], pair[m_w.size:, 3] = gate_v, -gate_v
+    layers.append((f"dense_{depth + 1}", "softplus", pair, np.array([m_b, -m_b, gate_c, -gate_c])))
+    out = np.zeros((4, 3))
+    out[1, CLASSES.index("singing")] = -1.0
+    out[0, CLASSES.index("talking")] = -1.0
+    out[3, CLASSES.index("no_voice")], out[2, CLASSES.index("no_voice")] = 1.0, -1.0
+    layers.append(("probabilities", "softmax", out, np.zeros(3)))
+    inputs = tf.keras.Input(shape=(n_features,), name="features")
+    x = inputs
+    for name, activation, w, _ in layers:
+        x = tf.keras.layers.Dense(w.shape[1], activation=activation, name=name)(x)
+    model = tf.keras.Model(inputs, x, name="singtalk_classifier")
+    for name, _, w, b in layers:
+        model.get_layer(name).set_weights([w.astype(np.float32), np.asarray(b, np.float32)])
+    model.compile(optimizer=_make_optimizer(train_config.optimizer, train_config.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def voiced(train: pd.DataFrame) -> pd.DataFrame:
+    """The singing and talking rows, which the judge learns from."""
+    return train[train["label"].isin(VOICED)]
+
+
+GATES = ("linear", "mlp")
+"""The voice gate g (voice against :data:`labels.NO_VOICE`): ``linear``, class-balanced logistic regression on
+every standardised feature; ``mlp``, one hidden ReLU layer of :data:`GATE_UNITS` (scikit-learn, L2
+:data:`GATE_ALPHA`, the classes balanced by repeating no-voice rows)."""
+GATE_C = 0.01
+"""Inverse L2 strength of the linear gate: chosen by leave-one-source-out among 0.5, 0.05 and 0.01 (docs/model.md)."""
+GATE_OFFSET = -1.0
+"""Added to the gate's logit: doubtful sounds lean to no voice (leave-one-source-out: voiced clips called no voice
+0.6 % → 1.4 %, no-voice recall music 0.93 → 0.95, sounds 0.89 → 0.94; docs/model.md)."""
+GATE_UNITS = 16
+GATE_ALPHA = 1e-3
+
+
+def gate_units(train: pd.DataFrame, scaler, names: list[str], kind: str = "linear", *, C: float = GATE_C,
+               seed: int = 0, offset: float = GATE_OFFSET) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The voice gate as (W, b, v, c) over the scaled features: g = v·ReLU(W·x + b) + c, g > 0 for a voice
+    (``offset`` is added to c: below 0, doubtful sounds lean to no voice)."""
+    X = scaler.transform(train[names].to_numpy())
+    y = (train["label"] != labels.NO_VOICE).to_numpy()
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    std[std < 1e-9] = 1.0
+    Z = (X - mean) / std
+    if kind == "linear":
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=10000).fit(Z, y)
+        w = lr.coef_[0] / std
+        b = float(lr.intercept_[0] - (lr.coef_[0] / std * mean).sum())
+        return np.stack([w, -w], axis=1), np.array([b, -b]), np.array([1.0, -1.0]), float(offset)
+    from sklearn.neural_network import MLPClassifier
+
+    repeat = max(1, int(round((y.sum()) / max((~y).sum(), 1))))
+    index = np.concatenate([np.flatnonzero(y)] + [np.flatnonzero(~y)] * repeat)
+    mlp = MLPClassifier(hidden_layer_sizes=(GATE_UNITS,), alpha=GATE_ALPHA, max_iter=400, early_stopping=False,
+                        random_state=seed).fit(Z[index], y[index])
+    W = mlp.coefs_[0] / std[:, None]
+    b = mlp.intercepts_[0] - (mean / std) @ mlp.coefs_[0]
+    return W, b, mlp.coefs_[1][:, 0], float(mlp.intercepts_[1][0]) + float(offset)
+
+
+def max_units(train: pd.DataFrame, scaler, names: list[str], *, C: float = LINEAR_C, l_features: str = "dynamic",
+              judge_weight: float = JUDGE_WEIGHT) -> list:
+    """The ``max`` head's judge m = max(J, S) = ReLU(J − S) + ReLU(S) − ReLU(−S) (see :data:`HEADS`)."""
+    wl, bl = judge_weights(voiced(train), scaler, names, C, l_features, judge_weight)
     ws, bs = logit_sum_weights(scaler, names)
-    return relu_head([(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
+    return [(wl - ws, bl - bs, 1.0), (ws, bs, 1.0), (-ws, -bs, -1.0)]
+
+
+def max_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
+              l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT, gate=None):
+    """The ``max`` head: sigmoid(max(J, S)), behind the voice ``gate`` when one is given (:func:`relu_head`)."""
+    units = max_units(train, scaler, names, C=C, l_features=l_features, judge_weight=judge_weight)
+    return relu_head(units, len(names), train_config, gate)
 
 
 def linear_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
-                 l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
+                 l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT, gate=None):
     """The ``linear`` head: sigmoid(J) = sigmoid(ReLU(J) − ReLU(−J)), J the judge (:func:`judge_weights`)."""
-    wl, bl = judge_weights(train, scaler, names, C, l_features, judge_weight)
-    return relu_head([(wl, bl, 1.0), (-wl, -bl, -1.0)], len(names), train_config)
+    wl, bl = judge_weights(voiced(train), scaler, names, C, l_features, judge_weight)
+    return relu_head([(wl, bl, 1.0), (-wl, -bl, -1.0)], len(names), train_config, gate)
 
 
-def logit_sum_model(scaler, names: list[str], train_config):
+def learned_model(train: pd.DataFrame, scaler, names: list[str], train_config, *, C: float = LINEAR_C,
+                  l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT, gate=None):
+    """The ``learned`` head: sigmoid(K), K logistic regressions like L but over the three networks' logits too,
+    so the data decide how far to trust each network (``judge_weight`` unused)."""
+    wk, bk = hand_crafted_logit(voiced(train), scaler, names, C, l_features, with_logits=True)
+    return relu_head([(wk, bk, 1.0), (-wk, -bk, -1.0)], len(names), train_config, gate)
+
+
+def logit_sum_model(scaler, names: list[str], train_config, gate=None):
     """The ``logit-sum`` head: sigmoid(S) = sigmoid(ReLU(S) − ReLU(−S)), S the sum of the spectrogram networks'
     logits with their MinMax scaling undone; every other feature has weight 0. An ordinary trainable model:
     retraining fine-tunes it like any other (and may give the hand-crafted features weight)."""
     ws, bs = logit_sum_weights(scaler, names)
-    return relu_head([(ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config)
+    return relu_head([(ws, bs, 1.0), (-ws, -bs, -1.0)], len(names), train_config, gate)
 
 
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
-        C: float = LINEAR_C, l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT):
+        C: float = LINEAR_C, l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT, gate: str = "linear"):
     """Scaler + model (``C``, ``l_features``, ``judge_weight``: L's regularisation and features and the contour
-    logit's weight in J, for the ``max`` and ``linear`` heads); with ``ensemble`` > 1, that many seeds
-    (seed, seed+1, ...) averaged into one model
-    (``model.average_models``); the result's history and epochs are the first member's."""
+    logit's weight in J, for the ``max`` and ``linear`` heads; ``gate``: :data:`GATES`). With no-voice rows in
+    ``train`` the model has the three :data:`CLASSES` (the judge behind the voice gate; ``stack``: one
+    three-class MLP), else singing and talking. With ``ensemble`` > 1, that many seeds (seed, seed+1, ...)
+    averaged into one model (``model.average_models``); the result's history and epochs are the first member's."""
     import dataclasses
 
     from singtalk.features import FEATURE_VERSION
@@ -246,41 +461,102 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
     from singtalk.scaling import MinMaxScaling
 
     scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
-    if head in ("max", "logit-sum", "linear"):
+    three = (train["label"] == labels.NO_VOICE).any()
+    classes = list(CLASSES if three else VOICED)
+    if head in ("max", "logit-sum", "linear", "learned"):
         from singtalk.model import TrainResult
 
-        model = (logit_sum_model(scaler, names, train_config) if head == "logit-sum"
-                 else (max_model if head == "max" else linear_model)(train, scaler, names, train_config, C=C,
-                                                                           l_features=l_features,
-                                                                           judge_weight=judge_weight))
-        return TrainResult(model=model, history={}, config=train_config, class_names=list(CLASSES),
+        gate_net = gate_units(train, scaler, names, gate, seed=train_config.seed) if three else None
+        build = {"max": max_model, "linear": linear_model, "learned": learned_model}.get(head)
+        model = (logit_sum_model(scaler, names, train_config, gate_net) if build is None
+                 else build(train, scaler, names, train_config, C=C, l_features=l_features, judge_weight=judge_weight,
+                            gate=gate_net))
+        return TrainResult(model=model, history={}, config=train_config, class_names=classes,
                            n_train=len(train)), scaler
-    X, y, groups = scaler.transform(train[names].to_numpy()), train["label"].to_numpy(), dataset.speaker_groups(train)
-    members = [train_model(X, y, list(CLASSES), train_config.replace(seed=train_config.seed + k), groups=groups)
-               for k in range(max(1, ensemble))]
+    judged = voiced(train) if three else train
+    X, y = scaler.transform(judged[names].to_numpy()), judged["label"].to_numpy()
+    members = [train_model(X, y, list(VOICED), train_config.replace(seed=train_config.seed + k),
+                           groups=dataset.speaker_groups(judged)) for k in range(max(1, ensemble))]
     result = members[0]
-    if len(members) > 1:
+    if three:
+        model = gated_mlp([m.model for m in members], gate_units(train, scaler, names, gate, seed=train_config.seed),
+                          len(names), train_config)
+        result = dataclasses.replace(result, model=model, class_names=classes, n_train=len(train),
+                                     seconds=sum(m.seconds for m in members))
+    elif len(members) > 1:
         result = dataclasses.replace(result, model=average_models([m.model for m in members], train_config),
                                      seconds=sum(m.seconds for m in members))
     return result, scaler
 
 
 def evaluate(result, scaler, frame: pd.DataFrame, names: list[str]) -> dict:
+    """``model.evaluate`` over the model's classes, plus :func:`answer_scores`."""
     from singtalk.model import evaluate as evaluate_model
+    from singtalk.model import predict_proba
 
     if frame.empty:
         return {"n": 0}
-    metrics = evaluate_model(result.model, scaler.transform(frame[names].to_numpy()), frame["label"].to_numpy(),
-                             list(CLASSES), sources=frame["source"].to_numpy())
+    frame = frame[frame["label"].isin(result.class_names)]
+    proba = predict_proba(result.model, scaler.transform(frame[names].to_numpy()))
+    metrics = evaluate_model(result.model, None, frame["label"].to_numpy(), result.class_names,
+                             sources=frame["source"].to_numpy(), proba=proba)
+    metrics.update(answer_scores(proba, frame, result.class_names))
     metrics["n"] = int(len(frame))
     return metrics
+
+
+def answer_scores(proba: np.ndarray, frame: pd.DataFrame, class_names: list[str]) -> dict:
+    """The issue's figures: ``voiced_balanced`` (singing vs talking on voiced clips, by the judge alone: p(singing)
+    against p(talking)), ``voiced_as_no_voice`` (share of voiced clips answered no voice), ``no_voice_recall``
+    overall and per kind (``language`` music / sound), and per source the share answered right."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    label = frame["label"].to_numpy()
+    pred = np.array(class_names)[proba.argmax(axis=1)]
+    out: dict = {}
+    is_voiced = np.isin(label, VOICED)
+    if is_voiced.any():
+        s, t = class_names.index("singing"), class_names.index("talking")
+        judged = np.where(proba[is_voiced, s] >= proba[is_voiced, t], "singing", "talking")
+        out["voiced_n"] = int(is_voiced.sum())
+        out["voiced_accuracy"] = float(np.mean(judged == label[is_voiced]))
+        if len(set(label[is_voiced])) == 2:
+            out["voiced_balanced"] = float(balanced_accuracy_score(label[is_voiced], judged))
+        if labels.NO_VOICE in class_names:
+            out["voiced_as_no_voice"] = float(np.mean(pred[is_voiced] == labels.NO_VOICE))
+    nv = label == labels.NO_VOICE
+    if nv.any():
+        out["no_voice_n"] = int(nv.sum())
+        out["no_voice_recall"] = float(np.mean(pred[nv] == labels.NO_VOICE))
+        if "language" in frame:
+            kinds = frame["language"].to_numpy()
+            for kind in ("music", "sound"):
+                m = nv & (kinds == kind)
+                if m.any():
+                    out[f"no_voice_recall_{kind}"] = float(np.mean(pred[m] == labels.NO_VOICE))
+                    out[f"no_voice_n_{kind}"] = int(m.sum())
+    sources = frame["source"].to_numpy()
+    out["answers_by_source"] = {src: {"n": int((sources == src).sum()),
+                                      "right": float(np.mean(pred[sources == src] == label[sources == src]))}
+                                for src in sorted(set(sources))}
+    return out
 
 
 def short(metrics: dict) -> str:
     if not metrics.get("n"):
         return "-"
-    bal = metrics.get("balanced_accuracy")
-    return f"acc {metrics['accuracy']:.3f}  bal {bal:.3f}" if bal is not None else f"acc {metrics['accuracy']:.3f}"
+    parts = [f"acc {metrics['accuracy']:.3f}"]
+    if metrics.get("voiced_balanced") is not None:
+        parts.append(f"sing/talk bal {metrics['voiced_balanced']:.3f}")
+    elif metrics.get("voiced_n"):
+        parts.append(f"sing/talk acc {metrics['voiced_accuracy']:.3f}")
+    if metrics.get("voiced_as_no_voice") is not None:
+        parts.append(f"voiced→no voice {metrics['voiced_as_no_voice']:.3f}")
+    if metrics.get("no_voice_n"):
+        kinds = "".join(f" {k} {metrics[f'no_voice_recall_{k}']:.3f}" for k in ("music", "sound")
+                        if f"no_voice_recall_{k}" in metrics)
+        parts.append(f"no-voice recall {metrics['no_voice_recall']:.3f}" + (f" ({kinds.strip()})" if kinds else ""))
+    return "  ".join(parts)
 
 
 def relative(path: str, root: Path) -> str:
@@ -290,8 +566,71 @@ def relative(path: str, root: Path) -> str:
         return path
 
 
+def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
+    """The feature table of the corpus (clean and augmented rows, ``split``, ``heard``, CNN logits set), the
+    networks' inputs per view (row order), the fold networks' folders and assignment, and the feature names."""
+    from singtalk.features import FEATURE_NAMES
+    from singtalk.spectro import VIEWS, SpectroNet
+
+    started = time.perf_counter()
+    fold_dirs = {view: Path(args.spectro_folds.format(view=view)) for view in VIEWS}
+    fold_infos = {}
+    for view, folder in fold_dirs.items():
+        if not (folder / "folds.json").is_file():
+            print(f"error: {folder}/folds.json is missing: run scripts/train_spectro.py --view {view} first",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        fold_infos[view] = json.loads((folder / "folds.json").read_text())
+    fold_info = fold_infos[VIEWS[0]]
+    if any(info["fold_of_speaker"] != fold_info["fold_of_speaker"] for info in fold_infos.values()):
+        print("error: the views' networks were trained on different folds (other data or seed?)", file=sys.stderr)
+        raise SystemExit(2)
+
+    data_dir = Path(args.data) if args.data else config.data_dir()
+    labelled = labelled_corpus(data_dir)
+    test_mask = corpus_split(labelled, Path(args.split), args.seed)
+    groups = dataset.speaker_groups(labelled)
+    heard = np.array([g in fold_info["fold_of_speaker"] for g in groups])  # by the fold networks
+    if (heard & test_mask).any():
+        print("error: the spectrogram folds hold test speakers (another split?)", file=sys.stderr)
+        raise SystemExit(2)
+    tasks = [(p, 0 if test else args.copies, args.seed * 100003 + i)
+             for i, (p, test) in enumerate(zip(labelled["path"], test_mask))]
+    is_background = ~test_mask & (labelled["label"] == labels.NO_VOICE).to_numpy()
+    backgrounds = sorted(labelled["path"][is_background]) if args.backgrounds else []
+    print(f"{len(labelled)} clips ({int(test_mask.sum())} test, {len(backgrounds)} no-voice backgrounds); "
+          f"extracting with {args.jobs} jobs...", flush=True)
+    outputs = extract_cached(tasks, ~heard, backgrounds, args.jobs, Path(args.cache) if args.cache else None)
+    print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
+
+    names = list(FEATURE_NAMES)
+    rows, failures, inputs = [], [], {view: [] for view in VIEWS}
+    for i, (vectors, clip_inputs, error) in enumerate(outputs):
+        for view in VIEWS:
+            inputs[view] += clip_inputs[view]
+        meta = labelled.iloc[i]
+        if error:
+            failures.append({"path": relative(meta["path"], data_dir), "error": error})
+            continue
+        for copy, vector in enumerate(vectors):
+            rows.append({"path": meta["path"], "group": groups[i], "label": meta["label"], "speaker": meta["speaker"],
+                         "source": meta["source"], "language": meta["language"],
+                         "split": "test" if test_mask[i] else "train", "heard": bool(heard[i]),
+                         "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
+    table = pd.DataFrame(rows)
+    table["path"] = [relative(p, data_dir) for p in table["path"]]
+    fold = table["group"].map(fold_info["fold_of_speaker"])
+    by_fold = table["heard"].to_numpy()
+    for view in VIEWS:
+        for k in range(int(fold_info["folds"])):  # heard training rows: logits of networks that never heard them
+            set_spectro_logits(table, inputs[view], np.flatnonzero(by_fold & (fold == k).to_numpy()),
+                               SpectroNet.load(fold_dirs[view] / f"fold{k}.npz"), view)
+    table.attrs["failures"] = failures
+    return table, inputs, fold_dirs, fold_info, names
+
+
 def main(argv: list[str] | None = None) -> int:
-    from singtalk.features import FEATURE_NAMES, FEATURE_VERSION
+    from singtalk.features import FEATURE_VERSION
     from singtalk.model import TrainConfig
     from singtalk.spectro import VIEWS, SpectroNet
     from singtalk.registry import ModelStore, make_metadata
@@ -303,8 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=2, help="augmented copies per training clip")
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out runs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ensemble", type=int, default=5, help="MLP seeds averaged into the shipped model (stack)")
-    parser.add_argument("--head", choices=HEADS, default="max",
+    parser.add_argument("--ensemble", type=int, default=3, help="MLP seeds averaged into the shipped model (stack)")
+    parser.add_argument("--head", choices=HEADS, default="stack",
                         help="the classifier over the features (see HEADS); default: chosen by leave-one-source-out")
     parser.add_argument("--C", type=float, default=LINEAR_C,
                         help="max and linear heads: inverse L2 strength of the logistic regressions")
@@ -313,66 +652,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-weight", type=float, default=JUDGE_WEIGHT,
                         help="max and linear heads: weight of the contour network's logit in the judge J "
                              "(0: J = L, the st-7 head)")
+    parser.add_argument("--gate", choices=GATES, default="linear",
+                        help="the voice gate before the judge (see GATES)")
+    parser.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
+                        help="augmented copies get synthetic noise only, not the training split's no-voice clips")
+    parser.add_argument("--split", default=str(SPLIT_FILE), help="speaker groups' sides (see SPLIT_FILE)")
+    parser.add_argument("--cache", default="var/cache", help="folder keeping extracted features between runs ('' off)")
     parser.add_argument("--spectro-folds", default=str(SPECTRO_FOLDS / "{view}"),
                         help="folders written by scripts/train_spectro.py --view VIEW (fold and leave-one-source-out "
                              "networks; default: the committed models/spectro-folds/VIEW); {view} stands for the view")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    fold_dirs = {view: Path(args.spectro_folds.format(view=view)) for view in VIEWS}
-    fold_infos = {}
-    for view, folder in fold_dirs.items():
-        if not (folder / "folds.json").is_file():
-            print(f"error: {folder}/folds.json is missing: run scripts/train_spectro.py --view {view} first",
-                  file=sys.stderr)
-            return 2
-        fold_infos[view] = json.loads((folder / "folds.json").read_text())
-    fold_info = fold_infos[VIEWS[0]]
-    if any(info["fold_of_speaker"] != fold_info["fold_of_speaker"] for info in fold_infos.values()):
-        print("error: the views' networks were trained on different folds (other data or seed?)", file=sys.stderr)
-        return 2
-
-    data_dir = Path(args.data) if args.data else config.data_dir()
-    labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
-    test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=args.seed)
-    tasks = [(p, 0 if test else args.copies, args.seed * 100003 + i)
-             for i, (p, test) in enumerate(zip(labelled["path"], test_mask))]
-    print(f"{len(labelled)} clips ({int(test_mask.sum())} test); extracting with {args.jobs} jobs...", flush=True)
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        outputs = list(pool.map(clip_features, tasks, test_mask, chunksize=8))
-    print(f"features in {time.perf_counter() - started:.0f} s", flush=True)
-
-    names = list(FEATURE_NAMES)
-    rows, failures, inputs = [], [], {view: [] for view in VIEWS}
-    groups = dataset.speaker_groups(labelled)
-    for i, (vectors, clip_inputs, error) in enumerate(outputs):
-        for view in VIEWS:
-            inputs[view] += clip_inputs[view]
-        meta = labelled.iloc[i]
-        if error:
-            failures.append({"path": relative(meta["path"], data_dir), "error": error})
-            continue
-        for copy, vector in enumerate(vectors):
-            rows.append({"path": meta["path"], "group": groups[i], "label": meta["label"], "speaker": meta["speaker"],
-                         "source": meta["source"], "split": "test" if test_mask[i] else "train",
-                         "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
-    table = pd.DataFrame(rows)
-    table["path"] = [relative(p, data_dir) for p in table["path"]]
-    fold = table["group"].map(fold_info["fold_of_speaker"])
-    is_train = (table["split"] == "train").to_numpy()
-    if fold[is_train].isna().any():
-        print("error: the spectrogram folds do not cover these training speakers (other data or seed?)", file=sys.stderr)
-        return 2
-    for view in VIEWS:
-        for k in range(int(fold_info["folds"])):  # training rows: logits of networks that never heard the speaker
-            set_spectro_logits(table, inputs[view], np.flatnonzero(is_train & (fold == k).to_numpy()),
-                               SpectroNet.load(fold_dirs[view] / f"fold{k}.npz"), view)
+    table, inputs, fold_dirs, fold_info, names = prepare(args)
+    failures = table.attrs["failures"]
     train_all = table[table["split"] == "train"].reset_index(drop=True)
     test = table[table["split"] == "test"].reset_index(drop=True)
     train_config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
                                imbalance="class_weight", seed=args.seed)
 
-    result, scaler = fit(train_all, names, train_config, args.ensemble, args.head, args.C, args.l_features,
-                         args.judge_weight)
+    head_args = (train_config, args.ensemble, args.head, args.C, args.l_features, args.judge_weight, args.gate)
+    result, scaler = fit(train_all, names, *head_args)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
     metrics = {"test": test_metrics, "test_ravdess": holdout,
@@ -382,42 +681,48 @@ def main(argv: list[str] | None = None) -> int:
     loso = {}
     if not args.no_loso:
         table["corpus"] = [dataset.corpus_of(s) for s in table["source"]]
+        heard_corpora = set(table["corpus"][table["heard"]])
         for source in sorted(table["corpus"].unique()):  # a corpus at a time (dataset.corpus_of)
             net_paths = {view: fold_dirs[view] / f"without_{source}.npz" for view in VIEWS}
             missing = [str(path) for path in net_paths.values() if not path.is_file()]
-            if missing:
+            if missing and source in heard_corpora:
                 print(f"  without {source}: {', '.join(missing)} missing (train_spectro.py --no-loso?); skipped",
                       flush=True)
                 continue
             table_s = table.copy()  # every logit from networks that never heard this source
-            for view, path in net_paths.items():
-                set_spectro_logits(table_s, inputs[view], np.arange(len(table_s)), SpectroNet.load(path), view)
+            if not missing:
+                for view, path in net_paths.items():
+                    set_spectro_logits(table_s, inputs[view], np.arange(len(table_s)), SpectroNet.load(path), view)
+            # else: no network heard the corpus; its rows already carry the shipped networks' logits
             clean = table_s[~table_s["augmented"]]
             train_s = table_s[(table_s["corpus"] != source)]
             train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
             if train_s["label"].nunique() < 2:
                 continue
-            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, train_config, args.ensemble,
-                                  args.head, args.C, args.l_features, args.judge_weight)
+            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, *head_args)
             loso[source] = evaluate(res_s, scaler_s, clean[clean["corpus"] == source], names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
-        metrics["leave_one_source_out"] = {s: {k: m[k] for k in ("n", "accuracy", "balanced_accuracy",
-                                                                  "confusion_matrix", "labels") if k in m}
-                                           for s, m in loso.items()}
+        keep = ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "labels", "voiced_n", "voiced_accuracy",
+                "voiced_balanced", "voiced_as_no_voice", "no_voice_n", "no_voice_recall", "no_voice_recall_music",
+                "no_voice_recall_sound", "answers_by_source")
+        metrics["leave_one_source_out"] = {s: {k: m[k] for k in keep if k in m} for s, m in loso.items()}
 
     clean_train = train_all[~train_all["augmented"]]
     trained_on = {
-        "data": "../shared/data manifest.csv (singing, talking rows); paths relative to the data dir",
+        "data": "../shared/data manifest.csv (singing, talking, no_voice rows) + MIR-1K backing tracks "
+                "(mixture/mir1k/X_mix.flac#backing = 2 × mixture − vocal); paths relative to the data dir",
         "train_rows": int(len(clean_train)), "train_rows_with_augmented": int(len(train_all)),
         "test_rows": int(len(test)), "train_counts": clean_train["label"].value_counts().to_dict(),
         "train_sources": clean_train["source"].value_counts().to_dict(),
         "test_sources": test["source"].value_counts().to_dict(),
-        "split": "dataset.split_by_speaker(test_size=0.2, seed=%d): no speaker/actor in both" % args.seed,
+        "split": f"{Path(args.split).name}: no speaker/actor/singer in both (dataset.split_keeping)",
+        "cnn_logits": "training rows of speakers the fold networks heard: their out-of-fold network; every other "
+                      "row (test, and speakers added since the CNNs were trained): the shipped networks",
         "augmentation": f"{args.copies} copies per training clip; {augment.DESCRIPTION}",
         "failures": failures,
     }
     store = ModelStore(args.models)
-    metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=list(CLASSES),
+    metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=result.class_names,
                              metrics=metrics, trained_on=trained_on, config=train_config.to_dict(),
                              history=result.history)
     metadata["config"]["ensemble"] = args.ensemble if args.head == "stack" else 1
@@ -426,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         metadata["config"]["head_C"] = args.C
         metadata["config"]["head_L_features"] = args.l_features
         metadata["config"]["head_judge_weight"] = args.judge_weight
+    if labels.NO_VOICE in result.class_names:
+        metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=GATE_OFFSET)
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"
@@ -449,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     for source, m in (test_metrics.get("per_source") or {}).items():
         print(f"{'  ' + source:42s} {m.get('n', 0):5d}  {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in m.items() if k != 'n'})}")
     print(f"{'RAVDESS actors never trained on':42s} {holdout['n']:5d}  {short(holdout)}")
-    print(f"{'confusion (rows true ' + '/'.join(CLASSES) + ')':42s}        {test_metrics.get('confusion_matrix')}")
+    print(f"{'confusion (rows true ' + '/'.join(result.class_names) + ')':42s}        {test_metrics.get('confusion_matrix')}")
     for source, m in loso.items():
         print(f"{'leave-one-source-out: ' + source:42s} {m['n']:5d}  {short(m)}")
     return 0

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/train_spectro.py --view contour   [--epochs 25] [--folds 5] [--out DIR] [--loso-only]
 
 Same clips and split as ``scripts/train_default.py`` (manifest singing/talking rows,
-``dataset.split_by_speaker(test_size=0.2, seed=0)``), same augmentation (two copies
+the speaker sides of ``models/split.json``), same augmentation (two copies
 per training clip, ``augment.random_copy``). The network (``spectro.build_keras``) sees random 1–3 s crops of
 the sounding frames' dB spectrogram of its view (``mel``: 64 mel bands; ``harmonic``: 128 log-spaced bands
 80 Hz–4 kHz; ``contour``: the 48-bin pitch piano roll, ``features.contour_image``), with a frequency mask
@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     data_dir = Path(args.data) if args.data else config.data_dir()
     labelled = dataset.from_manifest(data_dir / "manifest.csv", root=data_dir, classes=list(CLASSES))
-    test_mask = dataset.split_by_speaker(labelled, test_size=0.2, seed=args.seed)
+    from train_default import SPLIT_FILE, corpus_split
+
+    test_mask = corpus_split(labelled, SPLIT_FILE, args.seed)  # the sides train_default.py uses
     tasks = [(p, 0 if t else args.copies, args.seed * 100003 + i)  # the same seeds as train_default
              for i, (p, t) in enumerate(zip(labelled["path"], test_mask))]
     talking = np.flatnonzero(~test_mask & (labelled["label"].to_numpy() == "talking"))

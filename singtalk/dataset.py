@@ -92,7 +92,7 @@ def normalise_labelled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.fillna("")
     frame["label"] = frame["label"].astype(str).str.strip()
     frame = frame[frame["label"] != ""]
-    missing = [p for p in frame["path"] if not Path(p).is_file()]
+    missing = [p for p in frame["path"] if not Path(backing_mixture(p) or p).is_file()]
     if missing:
         shown = ", ".join(Path(p).name for p in missing[:5])
         raise DatasetError(f"{len(missing)} listed file(s) do not exist, e.g. {shown}.")
@@ -122,9 +122,21 @@ def corpus_of(source: str) -> str:
 
 
 def speaker_groups(frame: pd.DataFrame) -> np.ndarray:
-    """Group key per row: ``source:speaker`` when the speaker is known, else the file itself."""
-    return np.array([f"{src}:{spk}" if spk else f"file:{path}"
-                     for path, spk, src in zip(frame["path"], frame["speaker"], frame["source"])])
+    """Group key per row, one per person: ``source:speaker`` when the speaker is known, else the file itself.
+
+    Speaker ids that carry a prefix of their own (``csd_drmeter:csd_singer1``, added on 2026-12-05) name a person
+    across the sources of one corpus, grouped as ``corpus:person`` (``csd:csd_singer1``): CSD's singer appears in
+    two collections and must stay on one side of a split."""
+    keys = []
+    for path, spk, src in zip(frame["path"], frame["speaker"], frame["source"]):
+        spk = str(spk)
+        if not spk:
+            keys.append(f"file:{path}")
+        elif ":" in spk:
+            keys.append(f"{corpus_of(src)}:{spk.split(':', 1)[1]}")
+        else:
+            keys.append(f"{src}:{spk}")
+    return np.array(keys)
 
 
 def split_by_speaker(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -149,11 +161,72 @@ def split_by_speaker(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int =
     return mask
 
 
+def split_keeping(frame: pd.DataFrame, side_of_group: dict[str, str], *, test_size: float = 0.2,
+                  seed: int = 0) -> tuple[np.ndarray, dict[str, str]]:
+    """Test mask for a grown corpus: every speaker group in ``side_of_group`` (``"train"`` or ``"test"``) keeps
+    its side, and the groups it lacks are split among themselves (:func:`split_by_speaker`, all to training when
+    they are too few to split). Returns the mask and the mapping extended by the new groups.
+
+    A grown corpus so moves no earlier speaker across, and networks trained on the earlier split stay honest:
+    none of them heard a test speaker."""
+    groups = speaker_groups(frame)
+    sides = dict(side_of_group)
+    new = np.array([g not in sides for g in groups])
+    if new.any():
+        rows = frame[new].reset_index(drop=True)
+        try:
+            test = split_by_speaker(rows, test_size=test_size, seed=seed)
+        except DatasetError:
+            test = np.zeros(len(rows), dtype=bool)
+        sides.update({str(g): "test" if t else "train" for g, t in zip(groups[new], test)})
+    return np.array([sides[str(g)] == "test" for g in groups]), sides
+
+
+BACKING = "#backing"
+"""Suffix of a virtual clip: ``mixture/mir1k/X_mix.flac#backing`` is MIR-1K's accompaniment of that excerpt,
+``2 × mixture − vocal`` (the mixture is the mean of the two; the vocal is ``singing/mir1k/X.flac``)."""
+
+
+def backing_mixture(path: str) -> str | None:
+    """The mixture file of a :data:`BACKING` clip, else None."""
+    return str(path)[: -len(BACKING)] if str(path).endswith(BACKING) else None
+
+
+def backing_tracks(manifest: pd.DataFrame, root: str | os.PathLike) -> pd.DataFrame:
+    """``no_voice`` rows for MIR-1K's backing tracks: one per ``mixture`` row of source mir1k whose clean vocal
+    (``singing/mir1k/<stem without _mix>.flac``) exists; source ``mir1k_backing``, and the singer's group
+    (speaker ``mir1k:<singer>``), so a song's accompaniment stays on its singer's side of a split."""
+    root = Path(root)
+    rows = []
+    for _, row in manifest[(manifest["label"] == "mixture") & (manifest["source"] == "mir1k")].iterrows():
+        mixture = Path(row["path"]) if os.path.isabs(row["path"]) else root / row["path"]
+        vocal = root / "singing" / "mir1k" / (mixture.stem.removesuffix("_mix") + mixture.suffix)
+        if mixture.is_file() and vocal.is_file():
+            rows.append({"path": str(mixture) + BACKING, "label": "no_voice", "speaker": f"mir1k:{row['speaker']}",
+                         "source": "mir1k_backing"})
+    return pd.DataFrame(rows, columns=META_COLUMNS)
+
+
+def decode_clip(path: str, *, sr: int | None = None) -> np.ndarray:
+    """Decode a table's clip: a file, or a :data:`BACKING` clip rebuilt from its mixture and vocal."""
+    from . import audio
+
+    sr = sr or audio.SAMPLE_RATE
+    mixture = backing_mixture(path)
+    if mixture is None:
+        return audio.decode(path, sr=sr)
+    vocal = Path(mixture).parent.parent.parent / "singing" / "mir1k" / (
+        Path(mixture).stem.removesuffix("_mix") + Path(mixture).suffix)
+    mix, voc = audio.decode(mixture, sr=sr), audio.decode(str(vocal), sr=sr)
+    n = min(mix.size, voc.size)
+    return np.clip(2.0 * mix[:n] - voc[:n], -1.0, 1.0).astype(np.float32)
+
+
 def file_features(path: str) -> np.ndarray:
     """Feature vector of one audio file: decode → trim check → features."""
     from . import audio, features
 
-    y = audio.decode(path)
+    y = decode_clip(path)
     audio.prepare(y)  # silence and too-little-sound checks with the 20 dB rule
     return features.extract(y, audio.SAMPLE_RATE)
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env python
+"""Compare voice gates and singing/talking judges of ``train_default.py`` leave-one-source-out (docs/model.md).
+
+    .venv/bin/python scripts/compare_heads.py gate                  # gate kinds × C × offset
+    .venv/bin/python scripts/compare_heads.py judge [--corpora mir1k,speechocean762,gtsinger,ravdess,m4singer]
+                                                    [--ensemble 1]
+
+Both read the feature table ``train_default.prepare`` builds (from its ``--cache``: run ``train_default.py``
+first, or wait for the extraction). ``gate``: voice against no voice, with the gate refitted without each corpus
+(the CNN logits as in training: a corpus the CNNs heard keeps its out-of-fold logits); prints, per offset
+added to the gate's logit, (share of voiced clips called no voice, no-voice recall on music, on sounds).
+``judge``: singing against talking on the voiced clips of each left-out corpus, every CNN logit from the
+networks trained without it (``models/spectro-folds/<view>/without_<corpus>.npz`` where the CNNs heard it),
+for the ``max`` judge (st-8), the ``stack`` MLPs on all features, on the dynamic features only, and the mean
+of the ``max`` and ``stack`` logits; prints each class's recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import train_default as T  # noqa: E402
+
+from singtalk import dataset  # noqa: E402
+from singtalk.scaling import MinMaxScaling  # noqa: E402
+
+OFFSETS = (0.0, -1.0, -2.0, -3.0)
+GATES = (("linear", 0.5), ("linear", 0.05), ("linear", 0.01), ("mlp", 0.0))
+
+
+def gate_scores(g: np.ndarray, rows: pd.DataFrame) -> dict:
+    nv = (rows["label"] == "no_voice").to_numpy()
+    kind = rows["language"].to_numpy()
+    out = {}
+    for offset in OFFSETS:
+        said_nv = g + offset < 0
+        out[offset] = tuple(round(float(said_nv[m].mean()), 4) if m.any() else None
+                            for m in (~nv, nv & (kind == "music"), nv & (kind == "sound")))
+    return out
+
+
+def gate_logit(train: pd.DataFrame, rows: pd.DataFrame, names: list[str], kind: str, C: float) -> np.ndarray:
+    scaler = MinMaxScaling(names).fit(train[names].to_numpy())
+    W, b, v, c = T.gate_units(train, scaler, names, kind, C=C, offset=0.0)
+    return np.maximum(scaler.transform(rows[names].to_numpy()) @ W + b, 0) @ v + c
+
+
+def compare_gates(table: pd.DataFrame, names: list[str]) -> None:
+    train, test = table[table["split"] == "train"], table[table["split"] == "test"]
+    print("per offset: (voiced called no voice, no-voice recall music, sounds)")
+    for kind, C in GATES:
+        print(f"== gate {kind} C={C}")
+        print("  test split", gate_scores(gate_logit(train, test, names, kind, C), test), flush=True)
+        logits, rows = [], []
+        for corpus in sorted(table["corpus"].unique()):
+            fit = table[(table["corpus"] != corpus) & ((table["split"] == "train") | ~table["augmented"])]
+            held = table[(table["corpus"] == corpus) & ~table["augmented"]]
+            logits.append(gate_logit(fit, held, names, kind, C))
+            rows.append(held)
+        print("  left out, all corpora", gate_scores(np.concatenate(logits), pd.concat(rows)), flush=True)
+
+
+def judge_logit(kind: str, train: pd.DataFrame, rows: pd.DataFrame, names: list[str], ensemble: int) -> np.ndarray:
+    from singtalk.model import TrainConfig, predict_proba
+    from singtalk.model import train as train_model
+
+    train = T.voiced(train).reset_index(drop=True)
+    if kind == "max":
+        scaler = MinMaxScaling(names).fit(train[names].to_numpy())
+        X = scaler.transform(rows[names].to_numpy())
+        return sum(sign * np.maximum(X @ w + b, 0) for w, b, sign in T.max_units(train, scaler, names))
+    columns = names if kind == "stack" else [n for n in names if T.L_FEATURES["dynamic"](n)]
+    scaler = MinMaxScaling(columns).fit(train[columns].to_numpy())
+    config = TrainConfig(hidden_units=(128, 64), dropout=0.3, l2=1e-4, epochs=150, patience=15,
+                         imbalance="class_weight", seed=0)
+    logits = []
+    for k in range(ensemble):
+        member = train_model(scaler.transform(train[columns].to_numpy()), train["label"].to_numpy(), list(T.VOICED),
+                             config.replace(seed=k), groups=dataset.speaker_groups(train))
+        q = predict_proba(member.model, scaler.transform(rows[columns].to_numpy()))
+        logits.append(np.log(q[:, 0] + 1e-12) - np.log(q[:, 1] + 1e-12))
+    return np.mean(logits, axis=0)
+
+
+def compare_judges(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: list[str], corpora: list[str],
+                   ensemble: int) -> None:
+    from singtalk.spectro import VIEWS, SpectroNet
+
+    for corpus in corpora:
+        t = table
+        if (fold_dirs[VIEWS[0]] / f"without_{corpus}.npz").is_file():
+            t = table.copy()
+            for view in VIEWS:
+                T.set_spectro_logits(t, inputs[view], np.arange(len(t)),
+                                     SpectroNet.load(fold_dirs[view] / f"without_{corpus}.npz"), view)
+        fit = t[(t["corpus"] != corpus) & ((t["split"] == "train") | ~t["augmented"])]
+        held = T.voiced(t[(t["corpus"] == corpus) & ~t["augmented"]])
+        m = {kind: judge_logit(kind, fit, held, names, ensemble) for kind in ("max", "stack", "stack-dynamic")}
+        m["mean(max, stack)"] = (m["max"] + m["stack"]) / 2
+        y = held["label"].to_numpy()
+        for kind, logit in m.items():
+            said = np.where(logit >= 0, "singing", "talking")
+            recall = {c: round(float(np.mean(said[y == c] == c)), 3) for c in T.VOICED if (y == c).any()}
+            print(f"  without {corpus}: {kind:18s} recall {recall}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("gate", "judge"))
+    parser.add_argument("--corpora", default="mir1k,speechocean762,gtsinger,ravdess,m4singer")
+    parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--cache", default="var/cache")
+    args = parser.parse_args(argv)
+    ns = argparse.Namespace(data=None, copies=2, seed=0, jobs=2, backgrounds=True, split=str(T.SPLIT_FILE),
+                            cache=args.cache, spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
+    table, inputs, fold_dirs, _, names = T.prepare(ns)
+    table["corpus"] = table["source"].map(dataset.corpus_of)
+    if args.what == "gate":
+        compare_gates(table, names)
+    else:
+        compare_judges(table, inputs, fold_dirs, names, args.corpora.split(","), args.ensemble)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
