@@ -17,7 +17,7 @@ RECORD_MAX_S = 60.0
 LIVE_WINDOW_S = 4.0
 ICE_ENV = "SINGTALK_ICE_SERVERS"  # JSON list; "[]" for loopback-only (tests)
 
-st.header("Is it singing or talking?")
+st.header("Singing, talking, or no voice?")
 st.caption(f"Give it at least {audio.format_seconds(audio.MIN_DURATION_S)} of voice (quiet parts more than "
            f"{audio.TRIM_TOP_DB:.0f} dB below the peak are trimmed first).")
 

@@ -16,7 +16,7 @@ mean: ``spectro.PER_BAND``). ``--global-mean`` removes one mean instead (schema 
 README) and writes to ``var/spectro-<view>-global-mean/``, its all-training network as ``all-training.npz``
 there, leaving the shipped weights alone. ``--resung`` adds, for every training talking clip, a copy re-sung by
 ``singtalk.resing`` (labelled singing) and one re-synthesised with its own pitch (labelled talking); measured
-and not adopted (README).
+and not adopted (docs/model.md).
 
 Writes:
 - ``spectro.WEIGHTS[view]`` (``singtalk/weights/spectro-st7-mel.npz``, ...): the network trained on every training clip
@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                              "left as they are, and the scores are merged into <out>/report.json")
     parser.add_argument("--resung", action="store_true",
                         help="add a re-sung (singing) and a re-synthesised (talking) copy of each training talking "
-                             "clip (singtalk.resing; measured, not adopted: see the README)")
+                             "clip (singtalk.resing; measured, not adopted: see docs/model.md)")
     parser.add_argument("--global-mean", action="store_true",
-                        help="remove one mean instead of each band's (schema st-6; measured and replaced: see the README)")
+                        help="remove one mean instead of each band's (schema st-6; measured and replaced: see docs/model.md)")
     args = parser.parse_args(argv)
     if args.loso_only and args.no_loso:
         parser.error("--loso-only and --no-loso leave nothing to train")

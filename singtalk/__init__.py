@@ -1,6 +1,6 @@
-"""singtalk: tell talking from singing in any audio.
+"""singtalk: tell singing, talking and no voice apart in any audio.
 
-The library has no Streamlit import; the app in ``pages/`` and the ``singtalk``
+The library has no Streamlit import; the app in ``app_pages/`` and the ``singtalk``
 command line are thin views over it.
 """
 

@@ -201,7 +201,7 @@ def classify_jobs(requested: int | None, n_inputs: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="singtalk", description="Tell talking from singing in any audio.")
+    parser = argparse.ArgumentParser(prog="singtalk", description="Tell singing, talking and no voice apart in any audio.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("features", help="build feature tables from class folders or a manifest CSV")

@@ -17,7 +17,7 @@ and the third has no timbre at all:
   clip's median in half-semitone bins, each voiced frame a bump as high as its periodicity
   (``features.contour_image``); one mean removed. Trained with karaoke singing as its only
   singing, it still recognises most of RAVDESS's acted singing, which the spectrogram views
-  mostly call talking (README).
+  mostly call talking (docs/model.md).
 
 All have the same architecture: four blocks of 3×3 convolution (batch-norm folded in)
 + ReLU + 2×2 max-pooling, a mean over frequency, a 3-frame 1-D convolution + ReLU,

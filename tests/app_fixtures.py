@@ -92,13 +92,18 @@ def three_class_store(tmp_path_factory) -> TestStore:
     return build_store(tmp_path_factory.mktemp("store3"), corpus, classes=THREE_CLASSES, epochs=40)
 
 
-@pytest.fixture()
-def app_env(test_store, tmp_path, monkeypatch) -> dict:
-    """Environment of an app session: the test store, a fresh work folder."""
-    env = {"SINGTALK_MODELS": str(test_store.root), "SINGTALK_WORK": str(tmp_path / "work")}
+def session_env(store_root, tmp_path, monkeypatch) -> dict:
+    """Environment of an app session served by the store at ``store_root``, with a fresh work folder."""
+    env = {"SINGTALK_MODELS": str(store_root), "SINGTALK_WORK": str(tmp_path / "work")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture()
+def app_env(test_store, tmp_path, monkeypatch) -> dict:
+    """Environment of an app session: the test store, a fresh work folder."""
+    return session_env(test_store.root, tmp_path, monkeypatch)
 
 
 def to_wav(src: Path, dst: Path, *, rate: int = 48000, seconds: float | None = None) -> Path:

@@ -17,7 +17,7 @@ from singtalk.eda import CLASS_COLOURS
 from singtalk.jobs import runner
 from singtalk.labels import MEANING
 from tests.app_fixtures import (Uploads, app_env, clip_near, copy_store, fake_webrtc_streamer,  # noqa: F401
-                                playing_webrtc_streamer, test_store, three_class_store, to_wav)
+                                playing_webrtc_streamer, session_env, test_store, three_class_store, to_wav)
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TIMEOUT = 120
@@ -431,10 +431,7 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
 @pytest.fixture()
 def three_env(three_class_store, tmp_path, monkeypatch) -> dict:
     """An app session served by the three-class store, with a fresh work folder."""
-    env = {"SINGTALK_MODELS": str(three_class_store.root), "SINGTALK_WORK": str(tmp_path / "work")}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
+    return session_env(three_class_store.root, tmp_path, monkeypatch)
 
 
 def test_no_voice_upload_says_no_voice_with_three_bars_segments_and_downloads(three_env, three_class_store,
