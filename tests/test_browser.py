@@ -312,3 +312,29 @@ def test_shipped_model_says_no_voice_for_an_instrumental(browser, manifest, arti
             no_exception(page)
         finally:
             context.close()
+
+
+def test_processing_measurement_page_records_sound_with_both_constraint_sets(browser):
+    """``scripts/measure_browser_processing.py``'s page (docs/robustness.md, "The browser's own processing"):
+    the browser's defaults and the live meter's constraints each give a sounding take of the fake microphone,
+    and the track reports its voice processing on with the defaults, off without."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import measure_browser_processing as measurement
+
+    from appkit.live import loudest_dbfs
+    from singtalk.audio import decode
+
+    context = browser.new_context(permissions=["microphone"])
+    try:
+        with measurement.serve_page() as url:
+            page = context.new_page()
+            for name, constraints in measurement.CONSTRAINTS.items():
+                take = measurement.record_on(page, url, constraints, 1.5)
+                y = decode(take["data"], name=f"the {name} take")
+                assert y.size >= 16000, (name, y.size)
+                assert loudest_dbfs(y) > -40, (name, loudest_dbfs(y))
+                processing = name == "defaults"
+                for key in ("echoCancellation", "noiseSuppression", "autoGainControl"):
+                    assert take["settings"].get(key) is processing, (name, take["settings"])
+    finally:
+        context.close()
