@@ -1,12 +1,13 @@
 """Speed and scale of singtalk, measured side by side in one run: one command, one table.
 
-    .venv/bin/python scripts/bench.py [--quick] [--skip ROW,...] [--models DIR]
+    .venv/bin/python scripts/bench.py [--quick] [--skip ROW,...] [--models DIR] [--baseline VERSION]
 
 Every row is a ratio against its goal (docs/performance.md says what limits each).
 Test audio is built in a temporary folder by concatenating corpus clips
 (`singtalk.config.data_dir()`); nothing is written into the repository. The model
 is the store at `singtalk.config.models_dir()` unless --models is given. A row
-that cannot be measured prints why instead of a figure.
+that cannot be measured prints why instead of a figure. With --baseline VERSION, rows compare the
+current model with that version of the same store on the same inputs, in this process (see bench_baseline).
 """
 
 from __future__ import annotations
@@ -77,9 +78,9 @@ def corpus_clips(label: str | None = None, *, n: int | None = None, seed: int = 
     return [(root / p, float(d)) for p, d in zip(manifest["path"], manifest["duration_s"])]
 
 
-def long_audio(seconds: float, folder: Path, *, name: str, label: str | None = None, sr: int = SR) -> Path:
-    """Corpus clips decoded and concatenated to ``seconds``, written as 16-bit WAV in ``folder``."""
-    parts, total, seed = [], 0, 0
+def corpus_samples(seconds: float, *, label: str | None = None, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Corpus clips decoded and concatenated to ``seconds`` (the manifest shuffled with ``seed``, then ``seed + 1``...)."""
+    parts, total = [], 0
     while total < seconds * sr:
         for path, _ in corpus_clips(label, seed=seed):
             y = audio.decode(path, sr=sr)
@@ -88,7 +89,12 @@ def long_audio(seconds: float, folder: Path, *, name: str, label: str | None = N
             if total >= seconds * sr:
                 break
         seed += 1
-    return audio.write_wav(folder / name, np.concatenate(parts)[: int(seconds * sr)], sr)
+    return np.concatenate(parts)[: int(seconds * sr)]
+
+
+def long_audio(seconds: float, folder: Path, *, name: str, label: str | None = None, sr: int = SR) -> Path:
+    """Corpus clips decoded and concatenated to ``seconds``, written as 16-bit WAV in ``folder``."""
+    return audio.write_wav(folder / name, corpus_samples(seconds, label=label, sr=sr), sr)
 
 
 # -- rows -----------------------------------------------------------------------
@@ -361,7 +367,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs (scaling 10/30/100, 2 min CLI file)")
     parser.add_argument("--models", help="model store (default: singtalk.config.models_dir())")
     parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "features,batch,"
-                        "separate-warm,cli,cli-folder,cli-separate,scaling,app")
+                        "long-in-process,separate-warm,cli,cli-folder,cli-separate,scaling,app,baseline")
+    parser.add_argument("--baseline", metavar="VERSION",
+                        help="also compare the current model with VERSION of the same store: in-process work "
+                             "per minute of audio (features + model, no decode), interleaved in this process")
     args = parser.parse_args(argv)
     SKIP.update(filter(None, args.skip.split(",")))
     models = Path(args.models) if args.models else config.models_dir()
@@ -390,6 +399,8 @@ def main(argv=None) -> int:
         if classifier is not None:
             bench_batch(classifier, 60 if args.quick else 200)
             long_speed = bench_long_in_process(classifier, tmp, long_s)
+            if args.baseline:
+                bench_baseline(classifier, models, args.baseline, long_s=long_s)
             bench_separate_warm(classifier, tmp, 60.0)
         if scaling:
             per_file_overhead(*scaling, long_speed)
@@ -404,6 +415,85 @@ def main(argv=None) -> int:
     for r in ROWS:
         print(line(r))
     return 0
+
+
+@measured("baseline")
+def bench_baseline(classifier, models: Path, version: str, *, n_clips: int = 10, clip_s: float = 60.0,
+                   long_s: float = 600.0, n_short: int = 100, rounds: int = 5, model_repeats: int = 20) -> None:
+    """The current model against ``version`` of the same store: the in-process work per minute of audio.
+
+    What is timed is ``Classifier.classify`` on mono 16 kHz samples already in memory (features + model, as
+    for a decoded upload; the decode is excluded: it is the same for any model). Both models run in this
+    process on the same inputs: ``n_clips`` pieces of ``clip_s`` seconds and one ``long_s`` input, cut from
+    one stream of corpus clips, and ``n_short`` corpus clips as they are (a few seconds each: there the cost
+    per model call weighs more than per minute of audio). Every input is classified by both models in each of ``rounds`` rounds, the
+    two back to back, first A then B, next B then A (A B B A A B ...), so slow drift of the machine and the
+    order within a pair fall on both alike. Wall and CPU seconds (process-wide, all threads) are summed
+    per model and divided by the minutes of audio classified.
+    """
+    from singtalk.classify import HOP_S, WINDOW_S, Classifier
+    from singtalk.registry import ModelStore
+
+    new, old = classifier, Classifier(ModelStore(models).load(version))
+    pair = {"new": new, "old": old}
+    if new.version == old.version:
+        row("baseline", "same version", note=f"(CURRENT is {new.version} too: the ratio below compares a model "
+                                             "with itself)")
+    stream = corpus_samples(n_clips * clip_s + long_s, seed=4)
+    cut = int(clip_s * SR)
+    clips = [stream[i * cut:(i + 1) * cut] for i in range(n_clips)]
+    long = stream[n_clips * cut:]
+    short = [audio.decode(path) for path, _ in corpus_clips(n=n_short, seed=5)] if n_short else []
+    for c in pair.values():  # warm: the first Keras call and the first pass over the feature code
+        c.classify(clips[0][: 30 * SR])
+        c.classify(clips[0])
+
+    def describe(c) -> str:
+        return f"{c.version}, {len(c.class_names)} classes"
+
+    def compare(name: str, inputs: list[np.ndarray]) -> None:
+        wall = {k: [0.0] * rounds for k in pair}
+        cpu = {k: [0.0] * rounds for k in pair}
+        flip = 0
+        for r in range(rounds):
+            for y in inputs:
+                for key in (("new", "old") if flip % 2 == 0 else ("old", "new")):
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    pair[key].classify(y)
+                    wall[key][r] += time.perf_counter() - w0
+                    cpu[key][r] += time.process_time() - c0
+                flip += 1
+        minutes = rounds * sum(y.size for y in inputs) / SR / 60
+        per_min = {k: sum(wall[k]) / minutes for k in pair}
+        cpu_min = {k: sum(cpu[k]) / minutes for k in pair}
+        for key, label in (("new", "current"), ("old", "baseline")):
+            row(f"{name}: {label} ({describe(pair[key])})", f"{per_min[key]:.3f} s/min",
+                note=f"(CPU {cpu_min[key]:.3f} s/min; {60 / per_min[key]:.0f}x real time)")
+        ratio = per_min["new"] / per_min["old"]
+        per_round = " / ".join(f"{n / o:.3f}" for n, o in zip(wall["new"], wall["old"]))
+        row(f"{name}: new / old", f"{ratio:.3f}", "<= 1.10", ratio <= 1.10,
+            f"(CPU {cpu_min['new'] / cpu_min['old']:.3f}; per round {per_round})")
+
+    # "work per min": Classifier.classify on decoded samples (features + model), seconds per minute of audio
+    compare(f"work per min, {n_clips} x {clip_s:.0f} s clips, {rounds} rounds", clips)
+    compare(f"work per min, one {long_s / 60:.0f} min input, {rounds} rounds", [long])
+    if short:
+        mean_s = sum(y.size for y in short) / SR / len(short)
+        compare(f"work per min, {len(short)} corpus clips as they are (mean {mean_s:.1f} s), {rounds} rounds", short)
+
+    # the model call alone, on the long input's window rows (the features are the same for both when the
+    # schema is): where a difference between the two would come from
+    _, X, _, _ = Classifier._windows(long, window_s=WINDOW_S, hop_s=HOP_S)
+    spent = {k: 0.0 for k in pair}
+    for i in range(model_repeats):
+        for key in (("new", "old") if i % 2 == 0 else ("old", "new")):
+            start = time.perf_counter()
+            pair[key].probabilities(X)
+            spent[key] += time.perf_counter() - start
+    ms = {k: 1000 * spent[k] / model_repeats for k in pair}
+    row(f"model call alone, {len(X)} window rows ({long_s / 60:.0f} min): new / old",
+        f"{ms['new'] / ms['old']:.2f}", note=f"({ms['new']:.1f} ms vs {ms['old']:.1f} ms per call, "
+                                             f"{model_repeats} calls each, interleaved)")
 
 
 @measured("long-in-process")
