@@ -192,6 +192,11 @@ def backing_mixture(path: str) -> str | None:
     return str(path)[: -len(BACKING)] if str(path).endswith(BACKING) else None
 
 
+def backing_vocal(mixture: Path) -> Path:
+    """The clean vocal of a MIR-1K mixture: ``<corpus>/mixture/mir1k/X_mix.flac`` → ``<corpus>/singing/mir1k/X.flac``."""
+    return mixture.parent.parent.parent / "singing" / "mir1k" / (mixture.stem.removesuffix("_mix") + mixture.suffix)
+
+
 def backing_tracks(manifest: pd.DataFrame, root: str | os.PathLike) -> pd.DataFrame:
     """``no_voice`` rows for MIR-1K's backing tracks: one per ``mixture`` row of source mir1k whose clean vocal
     (``singing/mir1k/<stem without _mix>.flac``) exists; source ``mir1k_backing``, and the singer's group
@@ -200,8 +205,7 @@ def backing_tracks(manifest: pd.DataFrame, root: str | os.PathLike) -> pd.DataFr
     rows = []
     for _, row in manifest[(manifest["label"] == "mixture") & (manifest["source"] == "mir1k")].iterrows():
         mixture = Path(row["path"]) if os.path.isabs(row["path"]) else root / row["path"]
-        vocal = root / "singing" / "mir1k" / (mixture.stem.removesuffix("_mix") + mixture.suffix)
-        if mixture.is_file() and vocal.is_file():
+        if mixture.is_file() and backing_vocal(mixture).is_file():
             rows.append({"path": str(mixture) + BACKING, "label": "no_voice", "speaker": f"mir1k:{row['speaker']}",
                          "source": "mir1k_backing"})
     return pd.DataFrame(rows, columns=META_COLUMNS)
@@ -215,9 +219,7 @@ def decode_clip(path: str, *, sr: int | None = None) -> np.ndarray:
     mixture = backing_mixture(path)
     if mixture is None:
         return audio.decode(path, sr=sr)
-    vocal = Path(mixture).parent.parent.parent / "singing" / "mir1k" / (
-        Path(mixture).stem.removesuffix("_mix") + Path(mixture).suffix)
-    mix, voc = audio.decode(mixture, sr=sr), audio.decode(str(vocal), sr=sr)
+    mix, voc = audio.decode(mixture, sr=sr), audio.decode(str(backing_vocal(Path(mixture))), sr=sr)
     n = min(mix.size, voc.size)
     return np.clip(2.0 * mix[:n] - voc[:n], -1.0, 1.0).astype(np.float32)
 
