@@ -171,6 +171,84 @@ def run_cli(args: list[str], env: dict | None = None) -> tuple[float, int, int, 
     return elapsed, proc.returncode, peak_mb, err.decode(errors="replace")[-300:]
 
 
+def run_cli_alone(args: list[str]) -> tuple[float, int, int, str]:
+    """As :func:`run_cli`, but the peak RSS is that command's own (largest process of its tree), read by a
+    wrapper process that runs nothing else."""
+    wrapper = ("import resource, subprocess, sys\n"
+               "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, code, file=sys.stderr)\n")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, str(BIN / "singtalk"), *args], capture_output=True,
+                          text=True)
+    elapsed = time.perf_counter() - start
+    lines = done.stderr.strip().splitlines() or ["0 1"]
+    peak_mb, code = (int(x) for x in lines[-1].split())
+    return elapsed, code, peak_mb, "\n".join(lines[:-1])[-300:]
+
+
+STARTUP_PARTS = """
+import sys, time
+t0 = time.perf_counter()
+import singtalk.cli, singtalk.batch, singtalk.classify, singtalk.features, singtalk.registry
+t1 = time.perf_counter()
+from singtalk.batch import _load_classifier
+classifier = _load_classifier(sys.argv[2], None, separate=False)
+t2 = time.perf_counter()
+classifier.classify_source(sys.argv[1])
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, 'tensorflow' in sys.modules, 'librosa' in sys.modules)
+"""
+
+
+@measured("startup")
+def bench_startup(tmp: Path, models: Path) -> None:
+    clip = long_audio(2.0, tmp, name="short.wav")
+    help_s = min(run_cli(["--help"])[0] for _ in range(3))
+    row("`singtalk --help`", f"{help_s:.2f} s", "<= 0.5 s", help_s <= 0.5, "(best of 3)")
+    runs = [run_cli(["classify", str(clip), "--models", str(models)]) for _ in range(3)]
+    if any(code != 0 for _, code, _, _ in runs):
+        raise RuntimeError(f"singtalk classify exited {runs[0][1]}: {runs[0][3]}")
+    wall = min(r[0] for r in runs)
+    row("`singtalk classify` one 2 s clip, from the shell", f"{wall:.2f} s", "<= 2 s", wall <= 2.0, "(best of 3)")
+    out = subprocess.run([sys.executable, "-c", STARTUP_PARTS, str(clip), str(models)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    imports, load, first = (float(x) for x in out[:3])
+    row("  of which: imports / model load / first clip", f"{imports:.2f} / {load:.2f} / {first:.2f} s",
+        note=f"(in one process; TensorFlow imported: {out[3]}, librosa: {out[4]})")
+
+
+@measured("cli-10x60")
+def bench_cli_ten_minutes(tmp: Path, models: Path, n: int = 10, seconds: float = 60.0) -> None:
+    folder = tmp / "ten"
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        long_audio(seconds, folder, name=f"{i:02d}.wav")
+    elapsed, code, peak_mb, err = run_cli_alone(["classify", str(folder), "--models", str(models),
+                                                 "--csv", str(tmp / "ten.csv")])
+    if code != 0:
+        raise RuntimeError(f"singtalk classify exited {code}: {err}")
+    speed = n * seconds / elapsed
+    row(f"CLI `singtalk classify`, {n} files of {seconds:.0f} s, start-up incl.", f"{speed:.0f}x real time",
+        ">= 100x", speed >= 100, f"({elapsed:.1f} s, default --jobs)")
+    row("peak memory, classifying without separation", f"{peak_mb} MB", "<= 400 MB", peak_mb <= 400,
+        "(largest process of that command)")
+
+
+@measured("cli-separate-4x30")
+def bench_cli_separate_short(tmp: Path, models: Path, n: int = 4, seconds: float = 30.0) -> None:
+    folder = tmp / "four"
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        long_audio(seconds, folder, name=f"{i:02d}.wav")
+    elapsed, code, _, err = run_cli_alone(["classify", str(folder), "--separate", "--models", str(models),
+                                           "--csv", str(tmp / "four.csv")])
+    if code != 0:
+        raise RuntimeError(f"singtalk classify --separate exited {code}: {err}")
+    speed = n * seconds / elapsed
+    row(f"CLI `singtalk classify --separate`, {n} files of {seconds:.0f} s, start-up incl.",
+        f"{speed:.1f}x real time", ">= 10x", speed >= 10, f"({elapsed:.1f} s)")
+
+
 @measured("cli")
 def bench_cli(tmp: Path, models: Path, seconds: float) -> None:
     path = long_audio(seconds, tmp, name="long.wav")
@@ -366,7 +444,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs (scaling 10/30/100, 2 min CLI file)")
     parser.add_argument("--models", help="model store (default: singtalk.config.models_dir())")
-    parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "features,batch,"
+    parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "startup,cli-10x60,cli-separate-4x30,features,batch,"
                         "long-in-process,separate-warm,cli,cli-folder,cli-separate,scaling,app,baseline")
     parser.add_argument("--baseline", metavar="VERSION",
                         help="also compare the current model with VERSION of the same store: in-process work "
@@ -379,6 +457,9 @@ def main(argv=None) -> int:
     print(f"[bench] {header}", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix="singtalk-bench-"))
     try:
+        bench_startup(tmp, models)
+        bench_cli_ten_minutes(tmp, models)
+        bench_cli_separate_short(tmp, models)
         # subprocess rows first: the CLI's peak memory is read from RUSAGE_CHILDREN, largest child so far
         bench_cli_separate(tmp, models, 120.0)
         long_s = 120.0 if args.quick else 600.0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import scipy.fft
@@ -192,13 +193,33 @@ def logfreq_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
     return bank / bank.sum(axis=0, keepdims=True)
 
 
-@lru_cache(maxsize=4)
-def _constants(sr: int):
+FILTERS_FILE = Path(__file__).resolve().parent / "weights" / f"filters-{SAMPLE_RATE}.npz"
+"""librosa's window, mel and chroma banks at the working rate, stored so that extracting features needs
+no librosa import (about a second); ``tests/test_numpy_paths.py`` checks them against librosa."""
+
+
+def librosa_filters(sr: int) -> dict[str, np.ndarray]:
+    """The Hann window, mel bank and chroma bank, as librosa computes them (float32)."""
     import librosa
 
-    window = librosa.filters.get_window("hann", WIN_LENGTH, fftbins=True).astype(np.float32)
-    mel = librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmax=sr / 2).astype(np.float32)
-    chroma = librosa.filters.chroma(sr=sr, n_fft=N_FFT, n_chroma=N_CHROMA, tuning=0.0).astype(np.float32)
+    return {
+        "window": librosa.filters.get_window("hann", WIN_LENGTH, fftbins=True).astype(np.float32),
+        "mel": librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmax=sr / 2).astype(np.float32),
+        "chroma": librosa.filters.chroma(sr=sr, n_fft=N_FFT, n_chroma=N_CHROMA, tuning=0.0).astype(np.float32),
+    }
+
+
+def _filters(sr: int) -> dict[str, np.ndarray]:
+    if sr == SAMPLE_RATE and FILTERS_FILE.is_file():
+        with np.load(FILTERS_FILE) as stored:
+            return {name: stored[name] for name in ("window", "mel", "chroma")}
+    return librosa_filters(sr)
+
+
+@lru_cache(maxsize=4)
+def _constants(sr: int):
+    filters = _filters(sr)
+    window, mel, chroma = filters["window"], filters["mel"], filters["chroma"]
     dct = scipy.fft.dct(np.eye(N_MELS), type=2, norm="ortho", axis=0)[:N_MFCC].astype(np.float32)  # (20, 64)
     freqs = np.linspace(0, sr / 2, N_FFT // 2 + 1)
     # spectral contrast bands exactly as librosa.feature.spectral_contrast selects them

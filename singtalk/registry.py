@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -49,6 +49,7 @@ LOCK_FILE = "store.lock"
 VERSIONS_DIR = "versions"
 MODEL_FILE, SCALER_FILE, METADATA_FILE = "model.keras", "scaler.json", "metadata.json"
 VERSION_FILES = (MODEL_FILE, SCALER_FILE, METADATA_FILE)
+NET_FILE = "model.npz"  # the same network in NumPy (singtalk.numpy_net), when it could be exported
 METADATA_FORMAT = 1
 HISTORY_KEEP = 100
 SAVE_PAUSE_ENV = "SINGTALK_TEST_SAVE_PAUSE"  # tests only: sleep between save steps (see _pause)
@@ -98,25 +99,40 @@ class VersionInfo:
     feature_version: str | None = None
 
 
-@dataclass
 class LoadedModel:
-    """A compatible model with its scaler and metadata; ``predict_proba`` takes raw (unscaled) features."""
+    """A compatible model with its scaler and metadata; ``predict_proba`` takes raw (unscaled) features.
 
-    model: Any
-    scaler: MinMaxScaling
-    metadata: dict
-    version: str
-    class_names: list[str] = field(init=False)
-    feature_names: list[str] = field(init=False)
+    Inference runs on ``net`` (the NumPy copy of the network, :mod:`singtalk.numpy_net`) when the version
+    has one, so classifying never imports TensorFlow; ``model`` (the Keras network, for training and
+    fine-tuning) is loaded on first use.
+    """
 
-    def __post_init__(self):
-        self.class_names = list(self.metadata["class_names"])
-        self.feature_names = list(self.metadata["feature_names"])
+    def __init__(self, *, scaler: MinMaxScaling, metadata: dict, version: str, model: Any = None,
+                 net=None, keras_loader=None):
+        if model is None and net is None:
+            raise ValueError("a LoadedModel needs a Keras model or a NumPy network")
+        self.scaler, self.metadata, self.version = scaler, metadata, version
+        self.net = net
+        self._model, self._keras_loader = model, keras_loader
+        self._model_lock = threading.Lock()
+        self.class_names: list[str] = list(metadata["class_names"])
+        self.feature_names: list[str] = list(metadata["feature_names"])
+
+    @property
+    def model(self):
+        """The Keras network (loaded now if only the NumPy copy was)."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = self._keras_loader()
+            return self._model
 
     def predict_proba(self, features) -> np.ndarray:
+        scaled = self.scaler.transform(features)
+        if self.net is not None:
+            return self.net(scaled)
         from .model import predict_proba
 
-        return predict_proba(self.model, self.scaler.transform(features))
+        return predict_proba(self.model, scaled)
 
 
 def _pause(stage: str) -> None:
@@ -317,20 +333,19 @@ class ModelStore:
         scaler = MinMaxScaling.load(folder / SCALER_FILE)
         if scaler.feature_names != list(metadata["feature_names"]):
             raise ModelError(f"Model version {version}: its scaler and metadata list different features; retrain it.")
-        from .model import _tf
+        n_features, n_classes = len(scaler.feature_names), len(metadata["class_names"])
 
-        tf = _tf()
-        try:
-            model = tf.keras.models.load_model(str(folder / MODEL_FILE), compile=False)
-        except Exception as err:  # Keras raises many types for a damaged file
-            raise ModelError(f"Model version {version}: cannot read {MODEL_FILE} ({err}).") from err
-        n_in, n_out = int(model.inputs[0].shape[-1]), int(model.outputs[0].shape[-1])
-        if n_in != len(scaler.feature_names) or n_out != len(metadata["class_names"]):
-            raise ModelError(
-                f"Model version {version}: the network takes {n_in} features and gives {n_out} classes, "
-                f"the metadata says {len(scaler.feature_names)} and {len(metadata['class_names'])}; retrain it."
-            )
-        return LoadedModel(model=model, scaler=scaler, metadata=metadata, version=version)
+        def keras_model():
+            model = _load_keras(folder / MODEL_FILE, version)
+            _check_shape(version, "network", model.inputs[0].shape[-1], model.outputs[0].shape[-1],
+                         n_features, n_classes)
+            return model
+
+        net = _load_net(folder / NET_FILE, version)
+        if net is None:
+            return LoadedModel(model=keras_model(), scaler=scaler, metadata=metadata, version=version)
+        _check_shape(version, f"network in {NET_FILE}", net.n_inputs, net.n_outputs, n_features, n_classes)
+        return LoadedModel(net=net, keras_loader=keras_model, scaler=scaler, metadata=metadata, version=version)
 
     # -- writing ----------------------------------------------------------------
     def save(
@@ -383,6 +398,7 @@ class ModelStore:
                 # Keras 2.12 writes HDF5 for ".keras" unless asked for the real (zip) format.
                 model.save(str(tmp / MODEL_FILE), save_format="keras_v3")
                 _fsync_path(tmp / MODEL_FILE)
+                export_net(model, tmp / NET_FILE)
                 _pause("model_written")
                 scaler.save(tmp / SCALER_FILE)
                 _pause("scaler_written")
@@ -579,6 +595,55 @@ class ModelStore:
             f"(pid {existing.get('pid')} on {existing.get('host')}) since {existing.get('since')}. "
             f"Wait for that job to finish; if that process is gone for good, delete {self.lock_path}."
         )
+
+
+def _load_keras(path: Path, version: str):
+    from .model import _tf
+
+    try:
+        return _tf().keras.models.load_model(str(path), compile=False)
+    except Exception as err:  # Keras raises many types for a damaged file
+        raise ModelError(f"Model version {version}: cannot read {path.name} ({err}).") from err
+
+
+def _load_net(path: Path, version: str):
+    """The version's NumPy network, or None when it has none (an older version: Keras serves it)."""
+    if not path.is_file():
+        return None
+    from .numpy_net import NumpyNet
+
+    try:
+        return NumpyNet.load(path)
+    except ValueError as err:
+        raise ModelError(f"Model version {version}: {err}; delete {path} to serve the Keras file.") from err
+
+
+def _check_shape(version: str, what: str, n_in, n_out, n_features: int, n_classes: int) -> None:
+    if (int(n_in), int(n_out)) != (n_features, n_classes):
+        raise ModelError(
+            f"Model version {version}: the {what} takes {int(n_in)} features and gives {int(n_out)} classes, "
+            f"the metadata says {n_features} and {n_classes}; retrain it."
+        )
+
+
+EXPORT_TOLERANCE = 1e-5
+
+
+def export_net(model, path: Path) -> bool:
+    """Write ``model``'s NumPy copy to ``path`` if it computes the same probabilities (within
+    :data:`EXPORT_TOLERANCE` on random inputs); False (nothing written) for a network NumPy cannot run."""
+    from .numpy_net import NotExportable, from_keras
+
+    try:
+        net = from_keras(model)
+    except NotExportable:
+        return False
+    probe = np.random.default_rng(0).uniform(-0.5, 1.5, size=(64, net.n_inputs)).astype(np.float32)
+    if not np.allclose(net(probe), np.asarray(model(probe, training=False)), atol=EXPORT_TOLERANCE, rtol=0):
+        return False
+    path.write_bytes(net.to_bytes())
+    _fsync_path(path)
+    return True
 
 
 def _metrics_summary(metrics: dict) -> dict[str, float]:

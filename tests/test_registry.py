@@ -82,7 +82,7 @@ def test_save_load_round_trip_gives_the_same_predictions(store, two_models):
     assert meta["feature_version"] == FV and meta["parent"] is None and meta["note"] == "first"
     assert meta["created"].endswith("Z") and meta["config"]["hidden_units"] == [8]
     folder = store.versions_dir / version
-    assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.keras", "scaler.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.keras", "model.npz", "scaler.json"]
     assert not list(store.root.rglob("*.pkl")) and not list(store.root.rglob("*.pickle"))
     [info] = store.list_versions()
     assert info.is_current and info.metrics == {"test.accuracy": 0.9, "test.balanced_accuracy": 0.88, "n_train": 200}
