@@ -69,9 +69,9 @@ _warm_started = threading.Event()
 
 
 def warm_up_in_background() -> None:
-    """Import TensorFlow and Keras once, in a thread, after the first page is drawn.
-
-    The page never waits for it; the first classification then skips the import.
+    """Import the classifying path (NumPy, SciPy, the feature constants) once, in a thread, after the first
+    page is drawn. TensorFlow is not needed to classify (the model runs from its NumPy copy); vocal
+    extraction and training import it when first used.
     """
     if _warm_started.is_set():
         return
@@ -79,10 +79,10 @@ def warm_up_in_background() -> None:
 
     def work():
         try:
-            from singtalk import features, model
+            from singtalk import classify, features
 
-            model._tf()
-            features.extract  # noqa: B018 - imported for its side effect of loading scipy/numpy kernels
+            features._constants(features.SAMPLE_RATE)
+            classify.Classifier  # noqa: B018 - imported for its side effect
         except Exception:  # noqa: BLE001 - warming is best effort
             pass
 
