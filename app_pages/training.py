@@ -13,7 +13,8 @@ from singtalk import training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
 from singtalk.labels import display
-from singtalk.model import IMBALANCE_MODES, OPTIMIZERS, TrainConfig, plot_confusion_matrix, plot_roc, plot_trials
+from singtalk.model import IMBALANCE_MODES, OPTIMIZERS, TrainConfig
+from singtalk.model_plots import plot_confusion_matrix, plot_roc, plot_trials
 
 KINDS = ("train", "tune")
 IMBALANCE_TEXT = {"class_weight": "class weights", "smote": "SMOTE oversampling", "none": "nothing"}

@@ -302,7 +302,8 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
 def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio, tolerance, force, test_fraction,
                     seed, trainable_layers, add_layers, progress, stop_event, jobs, cache, stage, log, run_dir) -> RetrainReport:
     from .model import _keras_callbacks, _seed_everything, as_matrix, class_counts, class_weights, encode_labels
-    from .model import oversample_smote, save_history_plot, validation_split
+    from .model import oversample_smote, validation_split
+    from .model_plots import save_history_plot
     from .registry import make_metadata
     from .training import load_tables
 

@@ -123,7 +123,7 @@ def save_outcome(store, outcome: Outcome, *, promote: bool, note: str = "", trai
                  extra_metadata: dict | None = None) -> str:
     """Save the model in the store (atomic; the previous version stays as backup) with metrics and plots."""
     from .features import FEATURE_VERSION
-    from .model import plot_history
+    from .model_plots import plot_history
     from .registry import make_metadata
 
     tables = outcome.tables

@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("SINGTALK_TF_THREADS", "2")
 
 from singtalk import model as M  # noqa: E402
+from singtalk import model_plots as P  # noqa: E402
 from singtalk.errors import DatasetError  # noqa: E402
 
 CLASSES = ["singing", "talking"]
@@ -289,20 +290,20 @@ def test_multiclass_evaluate_uses_ovr_auc():
 
 def test_figures_are_built_and_saved(trained, tables, tmp_path):
     result, _ = trained
-    fig = M.plot_history(result)
+    fig = P.plot_history(result)
     assert {trace.name for trace in fig.data} == {"loss", "val_loss", "accuracy", "val_accuracy"}
     assert len(fig.data[0].y) == result.epochs_run
-    path = M.save_history_plot(result.history, tmp_path / "history.html", include_plotlyjs="cdn")
+    path = P.save_history_plot(result.history, tmp_path / "history.html", include_plotlyjs="cdn")
     html = path.read_text()
     assert "val_accuracy" in html and "plotly" in html
     _, test_table = tables
     metrics = M.evaluate(result.model, test_table[FEATURES], test_table["label"], CLASSES)
-    heat = M.plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"])
+    heat = P.plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"])
     assert np.array(heat.data[0].customdata).sum() == 200
     assert list(heat.data[0].x) == ["Singing", "Talking"]
-    roc = M.plot_roc(test_table["label"], M.predict_proba(result.model, test_table[FEATURES]), CLASSES)
+    roc = P.plot_roc(test_table["label"], M.predict_proba(result.model, test_table[FEATURES]), CLASSES)
     assert [t.name.split(" (")[0] for t in roc.data] == ["Singing", "chance"], "two classes: one curve, as before"
-    trials = M.plot_trials([{"score": 0.5, "hyperparameters": {"n_layers": 1}}])
+    trials = P.plot_trials([{"score": 0.5, "hyperparameters": {"n_layers": 1}}])
     assert list(trials.data[0].y) == [0.5]
 
 
@@ -321,16 +322,16 @@ def test_figures_for_three_classes_are_n_by_n_and_one_vs_rest():
     proba[np.arange(len(y)), M.encode_labels(y, classes)] += 0.6
     proba /= proba.sum(axis=1, keepdims=True)
     matrix = [[15, 0, 5], [1, 18, 1], [1, 2, 17]]  # true no_voice: 15 right, 5 taken for talking
-    heat = M.plot_confusion_matrix(matrix, classes)
+    heat = P.plot_confusion_matrix(matrix, classes)
     assert np.array(heat.data[0].z).shape == (3, 3)
     assert list(heat.data[0].x) == list(heat.data[0].y) == ["Singing", "Talking", "No voice"]
     assert np.array(heat.data[0].customdata).tolist() == [[18, 1, 1], [2, 17, 1], [0, 5, 15]]
     assert heat.data[0].text[2][1] == "5<br>25%" and np.array(heat.data[0].z)[2, 2] == pytest.approx(0.75)
-    roc = M.plot_roc(y, proba, classes)
+    roc = P.plot_roc(y, proba, classes)
     curves = [t for t in roc.data if t.name != "chance"]
     assert [t.name.split(" (")[0] for t in curves] == ["Singing vs rest", "Talking vs rest", "No voice vs rest"]
     assert [t.line.color for t in curves] == [CLASS_COLOURS[c] for c in ("singing", "talking", "no_voice")]
     assert all(0.5 < float(t.name.split("AUC ")[1].rstrip(")")) <= 1.0 for t in curves)
     # a class missing from the labels gets no curve (one-vs-rest is undefined for it)
-    two_present = M.plot_roc(y[y != "no_voice"], proba[y != "no_voice"], classes)
+    two_present = P.plot_roc(y[y != "no_voice"], proba[y != "no_voice"], classes)
     assert [t.name.split(" (")[0] for t in two_present.data] == ["Singing vs rest", "Talking vs rest", "chance"]
