@@ -4,7 +4,8 @@ The pipeline: decode (once, at the working rate) → optional vocal extraction �
 check → one analysis of the whole clip → pooled features for the clip and for
 overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to
 :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled features (as the model was
-trained); longer inputs from the mean of their windows' probabilities. Long inputs are
+trained); longer inputs from the mean of their windows' probabilities — by their voice when a voice
+fills at least a third of the time (:data:`VOICE_SHARE_MIN`). Long inputs are
 analysed in parts to bound memory. The windows are merged into segments that tile the
 input (:func:`singtalk.segments.merge_windows`).
 
@@ -31,6 +32,9 @@ from .segments import empty_segments, merge_windows, single_segment
 WINDOW_S = 4.0
 HOP_S = 2.0
 WHOLE_CLIP_MAX_S = 30.0
+VOICE_SHARE_MIN = 1 / 3
+"""A long input is answered by its voice when the windows' mean probability of a voice reaches this
+(a song with an instrumental intro and solos is singing, not "no voice")."""
 SEGMENT_S = 60.0
 SPLEETER_RATE = 44100
 
@@ -45,7 +49,8 @@ class Prediction:
     extraction found none, even for a model without that class); ``timeline`` has one row per 4 s window
     (``start_s, end_s, label, p_<class>``; label ``""`` where there was too little sound); ``segments``
     tiles the input (``start_s, end_s, label, confidence``: :func:`singtalk.segments.merge_windows`);
-    ``note`` explains an answer that did not come from the model (empty otherwise).
+    ``note`` explains an answer that is not the model's plain arg max (vocal extraction found only leakage; a
+    long input with a voice in part of it), empty otherwise.
     """
 
     label: str
@@ -177,6 +182,9 @@ class Classifier:
         timeline = self._timeline(spans, window_p, ok)
         best = int(np.argmax(clip_p))
         label, confidence = self.class_names[best], float(clip_p[best])
+        note = ""
+        if duration > WHOLE_CLIP_MAX_S and label == NO_VOICE:
+            label, confidence, note = self._voiced_answer(clip_p, label, confidence)
         segments = merge_windows(timeline, self.class_names, duration_s=duration) if len(timeline) > 1 else None
         if segments is None or len(segments) <= 1:  # one window, or one story: the clip's own answer
             segments = single_segment(duration, label, confidence)
@@ -188,7 +196,20 @@ class Classifier:
             sounding_s=float(sounding),
             timeline=timeline,
             segments=segments,
+            note=note,
         )
+
+    def _voiced_answer(self, clip_p: np.ndarray, label: str, confidence: float) -> tuple[str, float, str]:
+        """A long input whose windows hold a voice for at least :data:`VOICE_SHARE_MIN` of the time is
+        answered by its voice (a song with instrumental breaks is singing), with a note saying how much."""
+        no_voice = self.class_names.index(NO_VOICE)
+        share = 1.0 - float(clip_p[no_voice])
+        if share < VOICE_SHARE_MIN:
+            return label, confidence, ""
+        voiced = [i for i in range(len(self.class_names)) if i != no_voice]
+        best = max(voiced, key=lambda i: clip_p[i])
+        return (self.class_names[best], float(clip_p[best]),
+                f"a voice in about {share:.0%} of the audio; the rest has none (see the segments)")
 
     def no_voice(self, y: np.ndarray, *, note: str) -> Prediction:
         """The ``no_voice`` answer for mono 16 kHz samples the model was not asked about (see :meth:`analyse`).

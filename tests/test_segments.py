@@ -244,3 +244,29 @@ def test_segments_of_real_music_silence_and_song_through_the_cli(corpus, manifes
     assert list(as_json.columns) == SEGMENT_COLUMNS
     pd.testing.assert_frame_equal(as_json.astype({"confidence": float}), segments.drop(columns="path"),
                                   check_dtype=False)
+
+
+def test_a_long_song_is_singing_and_long_music_with_a_word_stays_no_voice(corpus, manifest, tmp_path):
+    """A whole song with its band (133 s, instrumental intro and breaks) is answered singing, with a note saying
+    how much of it holds a voice; 40 s of instrumental music with one short spoken phrase stays no voice."""
+    assert NO_VOICE in served_class_names()
+    from singtalk.audio import SAMPLE_RATE, decode, write_wav
+
+    song = sorted((corpus / "mixture" / "librosa_fishin").glob("*"))[0]
+    music = manifest[(manifest.label == NO_VOICE) & (manifest.language == "music") & (manifest.duration_s >= 20)]
+    spoken = manifest[(manifest.label == TALKING) & (manifest.source == "librispeech")]
+    y_music = np.concatenate([decode(music.abspath.iloc[i]) for i in range(3)])[: 40 * SAMPLE_RATE]
+    y_word = decode(spoken.abspath.iloc[0])[: 3 * SAMPLE_RATE]
+    peak = lambda y: 0.5 * y / np.max(np.abs(y))  # noqa: E731
+    mostly_music = write_wav(tmp_path / "music_with_a_word.wav",
+                             np.concatenate([peak(y_music[: 20 * SAMPLE_RATE]), peak(y_word),
+                                             peak(y_music[20 * SAMPLE_RATE:])]).astype(np.float32))
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "singtalk.cli", "classify", str(song), str(mostly_music),
+                           "--csv", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.read_csv(out, keep_default_na=False)
+    print(rows.to_string())
+    assert rows.label.tolist() == [SINGING, NO_VOICE]
+    assert rows.note[0].startswith("a voice in about") and rows.p_no_voice[0] > rows.p_singing[0]
+    assert rows.note[1] == ""
