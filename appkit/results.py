@@ -135,8 +135,8 @@ def _records(frame) -> str:
 def _timeline(result: Classified, *, key: str) -> None:
     """The segments as coloured bands under the per-window probabilities; both tables to download."""
     p = result.prediction
-    st.vega_lite_chart(charts.timeline_spec(p.timeline, p.segments, result.class_names), key=f"{key}-timeline",
-                       width="stretch")
+    spec = charts.timeline_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
+    st.vega_lite_chart(spec, key=f"{key}-timeline", width="stretch")
     st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
                f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
                f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s.")

@@ -467,6 +467,8 @@ def test_no_voice_upload_says_no_voice_with_three_bars_segments_and_downloads(th
                                                 == segments["end_s"].iloc[:-1].to_numpy()).all(), "they tile the clip"
     prediction = at.session_state["result:upload"].prediction
     assert segments["end_s"].iloc[-1] == pytest.approx(prediction.duration_s, abs=0.01)
+    assert bands["encoding"]["x"]["scale"]["domain"] == [0, prediction.duration_s], "the axis spans the clip"
+    assert lines["encoding"]["x"]["scale"]["domain"] == [0, prediction.duration_s]
 
     assert downloads(at) == ["Segments CSV", "Segments JSON", "Windows CSV", "Windows JSON"]
 
