@@ -8,6 +8,7 @@ can act on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -219,21 +220,48 @@ def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str
 
     Bytes are first written to a private temporary file named like the upload (``name``'s suffix):
     ffmpeg then seeks in them as in any file, so an MP4/M4A whose index comes last (phones',
-    ffmpeg's default) decodes exactly as from its path. The file is removed whatever happens.
+    ffmpeg's default) decodes exactly as from its path. The file is removed whatever happens. An
+    upload may not be a playlist or list of other files (:func:`upload_demuxers`).
     """
     if isinstance(source, bytes):
         if not source:
             raise UnreadableAudio(f"{label} is empty.")
         with tempfile.TemporaryDirectory(prefix="singtalk-upload-") as folder:
             path = Path(folder) / f"upload{_upload_suffix(name)}"
-            path.write_bytes(source)
-            return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long)
+            try:
+                path.write_bytes(source)
+            except OSError as err:
+                raise UnreadableAudio(f"{label} could not be decoded: the server has no room for a temporary "
+                                      "copy of it; try again later.") from err
+            return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long,
+                                            ["-format_whitelist", upload_demuxers()])
     path = Path(source)
     if not path.is_file():
         raise UnreadableAudio(f"{label}: no such file.")
     if path.stat().st_size == 0:
         raise UnreadableAudio(f"{label} is empty.")
     return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long)
+
+
+REFERENCING_DEMUXERS = frozenset({
+    "hls", "applehttp", "dash", "concat", "imf", "webm_dash_manifest", "ffmetadata", "image2", "image2pipe",
+    "sdp", "rtp", "rtsp", "sap", "avisynth", "vapoursynth", "lavfi",
+})
+"""Demuxers that open other files, hosts or scripts named inside the input (playlists, concat lists, manifests,
+filter graphs); an upload may not use them."""
+
+
+@functools.lru_cache(maxsize=1)
+def upload_demuxers() -> str:
+    """ffmpeg's ``-format_whitelist`` for uploads: every file format this ffmpeg reads, without capture devices
+    and :data:`REFERENCING_DEMUXERS`."""
+    def names(option: str) -> set[str]:
+        out = subprocess.run([ffmpeg_binary(), "-hide_banner", option], capture_output=True, text=True).stdout
+        return {name for line in out.splitlines() if line[:3].strip().startswith("D") and len(line.split()) > 1
+                for name in line.split()[1].split(",")}
+
+    allowed = names("-demuxers") - names("-devices") - REFERENCING_DEMUXERS
+    return ",".join(sorted(allowed))
 
 
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
@@ -245,11 +273,12 @@ def _upload_suffix(name: str | None) -> str:
     return suffix if _SUFFIX.match(suffix) else ""
 
 
-def _decode_path_with_ffmpeg(path: Path, sr: int, max_duration: float, label: str, too_long: str) -> np.ndarray:
+def _decode_path_with_ffmpeg(path: Path, sr: int, max_duration: float, label: str, too_long: str,
+                             input_options: list[str] = ()) -> np.ndarray:
     cmd = [
         ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error",
-        # Only local files: a crafted playlist/concat upload must not make ffmpeg fetch anything.
-        "-protocol_whitelist", "file",
+        # Only local files: a crafted playlist/concat file must not make ffmpeg fetch anything.
+        "-protocol_whitelist", "file", *input_options,
         "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-t", f"{max_duration + 0.5:.3f}",
         "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",

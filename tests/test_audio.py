@@ -226,6 +226,24 @@ def test_playlist_upload_cannot_reach_other_files(tmp_path, sung_wav):
         audio.decode(playlist.read_bytes())
 
 
+@pytest.mark.parametrize("listing", [
+    "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:3,\n{path}\n#EXT-X-ENDLIST\n",
+    "ffconcat version 1.0\nfile {path}\n",
+])
+def test_an_uploaded_playlist_cannot_read_files_on_the_server(tmp_path, sung_wav, listing):
+    """The upload sits in a file ffmpeg could follow references from: playlists and lists are refused."""
+    secret = ffmpeg_convert(sung_wav, tmp_path / "private.mp3")
+    assert audio.decode(secret).size > 0
+    with pytest.raises(UnreadableAudio, match="lists other files or links to read, which is not allowed"):
+        audio.decode(listing.format(path=secret).encode(), name="list.m3u8")
+
+
+def test_uploads_may_use_every_file_format_but_no_device_or_reference():
+    allowed = set(audio.upload_demuxers().split(","))
+    assert {"mov", "mp4", "m4a", "matroska", "webm", "ogg", "mp3", "aac", "flac", "wav", "aiff"} <= allowed
+    assert not allowed & (audio.REFERENCING_DEMUXERS | {"alsa", "pulse", "x11grab", "v4l2", "lavfi"})
+
+
 @pytest.mark.parametrize("channels,rate", [(1, 16000), (2, 44100), (8, 96000)])
 def test_in_process_wav_flac_reader_matches_ffmpeg(tmp_path, channels, rate):
     """WAV/FLAC files skip the ffmpeg start-up; the samples agree with ffmpeg's decoding of the same bytes."""
