@@ -152,7 +152,7 @@ def _timeline(result: Classified, *, key: str) -> None:
 
 
 def report_classes(result: Classified) -> list[str]:
-    """Every answer a report may give: the three of :data:`singtalk.labels.CLASSES`, then any other class of the model."""
+    """Every answer a report may give: :data:`singtalk.labels.CLASSES`, then any other class of the model."""
     return class_order([*CLASSES, *result.class_names])
 
 
@@ -236,7 +236,7 @@ _reports_lock = threading.Lock()  # check-then-write, one session at a time
 
 
 def save_report(result: Classified, *, label: str):
-    """Write the clip the model saw to ``work_dir()/reports/<input kind>/<input name>.wav``; list it in wrong_audios.csv.
+    """Write the clip the model saw to ``work_dir()/reports/<input kind>/<input name>.wav``; list it for review.
 
     The file keeps the input's own name (:func:`report_stem`; `` (2)`` added when taken) in a folder
     per kind of input (upload, recording, live, link), so the Review page shows both. ``label`` is any

@@ -2,8 +2,9 @@
 
 All decoding goes through one ffmpeg subprocess that resamples and downmixes,
 so a file is decoded once, at the working rate, whatever its format, channel
-count or sample rate. Errors are :mod:`singtalk.errors` with messages a user
-can act on.
+count or sample rate (WAV and FLAC are read in-process). Uploaded bytes are
+decoded from a private temporary copy, exactly as the same file from its path.
+Errors are :mod:`singtalk.errors` with messages a user can act on.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str
                 raise UnreadableAudio(f"{label} could not be decoded: the server has no room for a temporary "
                                       "copy of it; try again later.") from err
             return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long,
-                                            ["-format_whitelist", upload_demuxers()])
+                                            ("-format_whitelist", upload_demuxers()))
     path = Path(source)
     if not path.is_file():
         raise UnreadableAudio(f"{label}: no such file.")
@@ -274,7 +275,8 @@ def _upload_suffix(name: str | None) -> str:
 
 
 def _decode_path_with_ffmpeg(path: Path, sr: int, max_duration: float, label: str, too_long: str,
-                             input_options: list[str] = ()) -> np.ndarray:
+                             input_options: tuple[str, ...] = ()) -> np.ndarray:
+    """Mono float32 at ``sr`` from ``path`` through one bounded ffmpeg subprocess (``input_options`` before ``-i``)."""
     cmd = [
         ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error",
         # Only local files: a crafted playlist/concat file must not make ffmpeg fetch anything.
