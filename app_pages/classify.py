@@ -129,7 +129,7 @@ with link_tab:
     if go:
         url = (url or "").strip()
         if not is_url(url):
-            st.error("Paste a full link starting with https://.")
+            st.error("Paste a full link, starting with http:// or https://.")
             st.session_state.pop("link-take", None)
         else:
             st.session_state["link-take"] = (url, separate_link)

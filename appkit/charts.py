@@ -75,11 +75,13 @@ def timeline_frames(timeline: pd.DataFrame, segments: pd.DataFrame,
     return windows, bands
 
 
-def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str]) -> dict:
+def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str], *,
+                  duration_s: float | None = None) -> dict:
     """The segments as coloured bands (one colour per class) under the per-window probability line(s).
 
-    The data travels in the spec's named datasets (``windows``, ``segments``); the legend names the
-    classes once for bands and lines alike.
+    The x axis spans the clip, from 0 to ``duration_s`` (default: where the last segment ends), and
+    nothing is drawn past it. The data travels in the spec's named datasets (``windows``,
+    ``segments``); the legend names the classes once for bands and lines alike.
     """
     drawn = shown_probabilities(classes)
     windows, bands = timeline_frames(timeline, segments, classes)
@@ -87,17 +89,17 @@ def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seque
     colour = {**colour_scale(everything), "legend": {"orient": "top", "title": None, "symbolOpacity": 1}}
     one = len(drawn) == 1
     y_title = f"probability of {display(drawn[0]).lower()}" if one else "probability of each class"
-    end = float(max(segments["end_s"].max() if len(segments) else 0, timeline["end_s"].max() if len(timeline) else 0))
+    end = float(duration_s if duration_s is not None else (segments["end_s"].max() if len(segments) else 0))
     x = {"field": "start_s", "type": "quantitative", "title": "time (s)", "axis": {"grid": False},
-         "scale": {"domain": [0, end], "nice": False}}
+         "scale": {"domain": [0, end], "nice": False, "zero": True}}
     layers = [
-        {"data": {"name": SEGMENTS}, "mark": {"type": "rect", "opacity": 0.25},
+        {"data": {"name": SEGMENTS}, "mark": {"type": "rect", "opacity": 0.25, "clip": True},
          "encoding": {"x": x, "x2": {"field": "end_s"}, "color": colour,
                       "tooltip": [{"field": "class", "title": "segment"},
                                   {"field": "start_s", "title": "from (s)", "format": ".1f"},
                                   {"field": "end_s", "title": "to (s)", "format": ".1f"},
                                   {"field": "confidence", "format": ".0%"}]}},
-        {"data": {"name": WINDOWS}, "mark": {"type": "line", "point": True},
+        {"data": {"name": WINDOWS}, "mark": {"type": "line", "point": True, "clip": True},
          "encoding": {"x": {**x, "field": "middle_s"},
                       "y": {"field": "probability", "type": "quantitative", "title": y_title,
                             "scale": {"domain": [0, 1]}},

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,7 +22,7 @@ from singtalk.classify import HOP_S, WINDOW_S, Prediction
 from singtalk.config import work_dir
 from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
-from singtalk.labels import MEANING, NO_VOICE, display
+from singtalk.labels import CLASSES, MEANING, NO_VOICE, display
 
 from . import charts, resources
 
@@ -135,8 +135,8 @@ def _records(frame) -> str:
 def _timeline(result: Classified, *, key: str) -> None:
     """The segments as coloured bands under the per-window probabilities; both tables to download."""
     p = result.prediction
-    st.vega_lite_chart(charts.timeline_spec(p.timeline, p.segments, result.class_names), key=f"{key}-timeline",
-                       width="stretch")
+    spec = charts.timeline_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
+    st.vega_lite_chart(spec, key=f"{key}-timeline", width="stretch")
     st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
                f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
                f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s.")
@@ -151,16 +151,26 @@ def _timeline(result: Classified, *, key: str) -> None:
                                mime="application/json", key=f"{key}-json")
 
 
+def report_classes(result: Classified) -> list[str]:
+    """Every answer a report may give: :data:`singtalk.labels.CLASSES`, then any other class of the model."""
+    return class_order([*CLASSES, *result.class_names])
+
+
 def _report_form(result: Classified, *, key: str) -> None:
     done_key = f"{key}-reported"
     if st.session_state.get(done_key) == result.key:
         st.success("Thanks: the clip is in the review list (Review page).")
         return
+    predicted = result.prediction.label
     with st.expander("This is wrong"):
-        classes = class_order(result.class_names)
-        others = [c for c in classes if c != result.prediction.label] or classes
-        right = st.radio("The right label is", others, format_func=display, key=f"{key}-right", horizontal=True)
-        if st.button("Send for review", key=f"{key}-send", type="primary"):
+        classes = report_classes(result)
+        first_other = next((i for i, c in enumerate(classes) if c != predicted), 0)
+        right = st.radio("The right label is", classes, index=first_other, key=f"{key}-right", horizontal=True,
+                         format_func=lambda c: display(c) + (" (the model's answer)" if c == predicted else ""))
+        same = right == predicted
+        if same:
+            st.caption("That is what the model said; choose the answer you heard.")
+        if st.button("Send for review", key=f"{key}-send", type="primary", disabled=same):
             try:
                 path = save_report(result, label=right)
             except SingtalkError as err:
@@ -187,45 +197,67 @@ def max_reports_bytes() -> int:
 
 
 def reports_bytes(folder) -> int:
-    """Total size of the files in ``folder`` (0 when it does not exist)."""
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return 0
+    """Total size of the files under ``folder``, its subfolders included (0 when it does not exist)."""
     total = 0
-    for entry in entries:
-        try:
-            if entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
-        except OSError:  # removed meanwhile
-            pass
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:  # removed meanwhile
+                pass
     return total
+
+
+INPUT_KINDS = {"upload": "upload", "record": "recording", "live": "live", "link": "link"}
+"""A result key's prefix → the reports subfolder (the Review page's *source*)."""
+
+_UNSAFE = re.compile(r"[^\w .()+-]+")
+
+
+def report_stem(name: str) -> str:
+    """The file name a report keeps from its input: the last part of ``name`` without its extension,
+    reduced to letters, digits, spaces and ``._()+-`` (never a path, never hidden); ``clip`` when nothing is left."""
+    last = re.split(r"[/\\]", str(name or "").split("?", 1)[0].rstrip("/\\"))[-1]
+    stem = os.path.splitext(last)[0] if re.fullmatch(r".+\.[A-Za-z0-9]{1,8}", last) else last
+    stem = _UNSAFE.sub("_", stem).strip(" ._")[:80].strip(" ._")
+    return stem or "clip"
+
+
+def _free_path(folder, stem: str):
+    """``folder/stem.wav``, or ``stem (2).wav``, ``stem (3).wav``… when taken."""
+    path, n = folder / f"{stem}.wav", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem} ({n}).wav"
+    return path
 
 
 _reports_lock = threading.Lock()  # check-then-write, one session at a time
 
 
 def save_report(result: Classified, *, label: str):
-    """Write the clip the model saw to ``work_dir()/reports/<uuid>.wav`` and list it in wrong_audios.csv.
+    """Write the clip the model saw to ``work_dir()/reports/<input kind>/<input name>.wav``; list it for review.
 
-    The file name is a fresh uuid, never the upload's name. :class:`ReportsFull` when the folder
-    would pass :func:`max_reports_bytes`: the clip is refused; nothing already reported is removed.
+    The file keeps the input's own name (:func:`report_stem`; `` (2)`` added when taken) in a folder
+    per kind of input (upload, recording, live, link), so the Review page shows both. ``label`` is any
+    class of :func:`report_classes`. :class:`ReportsFull` when the folder would pass
+    :func:`max_reports_bytes`: the clip is refused; nothing already reported is removed.
     """
     from singtalk import review
 
-    folder = work_dir() / REPORTS_DIR
+    reports = work_dir() / REPORTS_DIR
+    folder = reports / INPUT_KINDS.get(result.key.split(":", 1)[0], "other")
     size = 44 + 2 * int(result.samples.size)  # 16-bit mono WAV (audio.write_wav)
     with _reports_lock:
-        used, bound = reports_bytes(folder), max_reports_bytes()
+        used, bound = reports_bytes(reports), max_reports_bytes()
         if used + size > bound:
             raise ReportsFull(
                 f"The review folder is full: {used / 2**20:.1f} MB of reported clips are kept and this one "
                 f"({size / 2**20:.1f} MB) would pass the limit of {bound / 2**20:.0f} MB. Nothing was saved. "
-                f"Ask whoever runs this app to review the list (Review page) and clear {folder}, or to raise "
-                f"{MAX_REPORTS_ENV}.")
-        clip = audio.write_wav(folder / f"{uuid.uuid4().hex}.wav", result.samples)
+                "Ask whoever runs this app to go through the review list (Review page) and make room.")
+        clip = audio.write_wav(_free_path(folder, report_stem(result.name)), result.samples)
     p = result.prediction
     review.add_report(wrong_csv_path(), clip, label=label, predicted=p.label, probabilities=p.probabilities,
                       confidence=p.confidence, model_version=result.model_version, origin="app",
-                      class_names=result.class_names)
+                      class_names=report_classes(result))
     return clip

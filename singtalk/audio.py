@@ -2,15 +2,20 @@
 
 All decoding goes through one ffmpeg subprocess that resamples and downmixes,
 so a file is decoded once, at the working rate, whatever its format, channel
-count or sample rate. Errors are :mod:`singtalk.errors` with messages a user
-can act on.
+count or sample rate (WAV and FLAC are read in-process). Uploaded bytes are
+decoded from a private temporary copy, exactly as the same file from its path.
+Errors are :mod:`singtalk.errors` with messages a user can act on.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import wave
 from pathlib import Path
@@ -38,6 +43,8 @@ SILENCE_PEAK = 1e-4
 
 Source = Union[str, os.PathLike, bytes]
 
+log = logging.getLogger(__name__)
+
 
 def ffmpeg_binary() -> str:
     """Path of ffmpeg, or :class:`UnreadableAudio` explaining how to install it."""
@@ -58,13 +65,23 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def _ffmpeg_message(stderr: str) -> str:
-    """The most telling line of ffmpeg's error output."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Invalid" in line or "error" in line:
-            return line[-200:]
-    return lines[-1][-200:] if lines else "no output"
+_FFMPEG_REASONS = (
+    ("moov atom not found", "the file is incomplete (its index is missing: an interrupted recording or download)"),
+    ("Unsafe file name", "it lists other files to read, which is not allowed"),
+    ("not on whitelist", "it lists other files or links to read, which is not allowed"),
+    ("Operation not permitted", "it lists other files or links to read, which is not allowed"),
+    ("End of file", "the file ends too early (truncated)"),
+    ("Invalid data found", "its contents are not in any audio or video format ffmpeg knows"),
+    ("Invalid argument", "its contents are not in any audio or video format ffmpeg knows"),
+)
+
+
+def _plain_reason(stderr: str) -> str:
+    """What ffmpeg's error output means, in words a user can act on (never ffmpeg's own text)."""
+    for needle, reason in _FFMPEG_REASONS:
+        if needle in stderr:
+            return reason
+    return "it is damaged or in a format ffmpeg cannot decode"
 
 
 DECODE_TIMEOUT_S = float(os.environ.get("SINGTALK_DECODE_TIMEOUT_S", "300"))
@@ -74,28 +91,16 @@ _STDERR_KEEP = 64 * 1024
 _READ_CHUNK = 1 << 20
 
 
-def _run_bounded(cmd: list[str], stdin: bytes | None, *, budget: int, timeout: float):
+def _run_bounded(cmd: list[str], *, budget: int, timeout: float):
     """Run ffmpeg, reading at most ``budget`` bytes of its output.
 
     Returns ``(pcm bytearray, stderr tail, return code, over_budget, timed_out)``.
     The process is killed as soon as the budget is exceeded or the timeout
     passes, so memory never exceeds the budget and nothing outlives the call.
     """
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err_tail = bytearray()
     state = {"timed_out": False}
-
-    def feed() -> None:
-        try:
-            proc.stdin.write(stdin)
-        except (BrokenPipeError, OSError):  # ffmpeg stopped reading: it has what it needs or gave up
-            pass
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
 
     def drain_stderr() -> None:
         for line in iter(lambda: proc.stderr.read1(65536), b""):
@@ -107,11 +112,8 @@ def _run_bounded(cmd: list[str], stdin: bytes | None, *, budget: int, timeout: f
         state["timed_out"] = True
         proc.kill()
 
-    threads = [threading.Thread(target=drain_stderr, daemon=True)]
-    if stdin is not None:
-        threads.append(threading.Thread(target=feed, daemon=True))
-    for thread in threads:
-        thread.start()
+    reader = threading.Thread(target=drain_stderr, daemon=True)
+    reader.start()
     timer = threading.Timer(timeout, expire)
     timer.daemon = True
     timer.start()
@@ -132,8 +134,7 @@ def _run_bounded(cmd: list[str], stdin: bytes | None, *, budget: int, timeout: f
             proc.kill()
         proc.stdout.close()
         returncode = proc.wait()
-        for thread in threads:
-            thread.join(timeout=5)
+        reader.join(timeout=5)
         proc.stderr.close()
     return pcm, err_tail[-_STDERR_KEEP:].decode("utf-8", "replace"), returncode, over, state["timed_out"]
 
@@ -156,13 +157,12 @@ def decode(
     ``min_duration``). A decode running longer than :data:`DECODE_TIMEOUT_S` is
     killed and reported as :class:`UnreadableAudio`.
     """
-    limit_hint = " (the limit is set by SINGTALK_MAX_DURATION_S)" if max_duration is None else ""
     max_duration = MAX_DURATION_S if max_duration is None else float(max_duration)
     label = name or (Path(source).name if not isinstance(source, bytes) else "the upload")
-    too_long = f"{label} is longer than {format_seconds(max_duration)}; cut it shorter{limit_hint}."
+    too_long = f"{label} is longer than {format_seconds(max_duration)}; cut it shorter."
     y = _read_with_soundfile(source, sr, max_duration, too_long)
     if y is None:
-        y = _decode_with_ffmpeg(source, sr, max_duration, label, too_long)
+        y = _decode_with_ffmpeg(source, sr, max_duration, label, too_long, name)
     np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.clip(y, -1.0, 1.0, out=y)
     duration = y.size / sr
@@ -215,30 +215,79 @@ def _read_with_soundfile(source: Source, sr: int, max_duration: float, too_long:
     return np.array(y, dtype=np.float32)  # own, writable, contiguous
 
 
-def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str, too_long: str) -> np.ndarray:
-    """Mono float32 at ``sr`` through one bounded ffmpeg subprocess."""
+def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str, too_long: str,
+                        name: str | None = None) -> np.ndarray:
+    """Mono float32 at ``sr`` through one bounded ffmpeg subprocess.
+
+    Bytes are first written to a private temporary file named like the upload (``name``'s suffix):
+    ffmpeg then seeks in them as in any file, so an MP4/M4A whose index comes last (phones',
+    ffmpeg's default) decodes exactly as from its path. The file is removed whatever happens. An
+    upload may not be a playlist or list of other files (:func:`upload_demuxers`).
+    """
     if isinstance(source, bytes):
         if not source:
             raise UnreadableAudio(f"{label} is empty.")
-        stdin, input_arg = source, "pipe:0"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UnreadableAudio(f"{label}: no such file.")
-        if path.stat().st_size == 0:
-            raise UnreadableAudio(f"{label} is empty.")
-        stdin, input_arg = None, str(path)
+        with tempfile.TemporaryDirectory(prefix="singtalk-upload-") as folder:
+            path = Path(folder) / f"upload{_upload_suffix(name)}"
+            try:
+                path.write_bytes(source)
+            except OSError as err:
+                raise UnreadableAudio(f"{label} could not be decoded: the server has no room for a temporary "
+                                      "copy of it; try again later.") from err
+            return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long,
+                                            ("-format_whitelist", upload_demuxers()))
+    path = Path(source)
+    if not path.is_file():
+        raise UnreadableAudio(f"{label}: no such file.")
+    if path.stat().st_size == 0:
+        raise UnreadableAudio(f"{label} is empty.")
+    return _decode_path_with_ffmpeg(path, sr, max_duration, label, too_long)
+
+
+REFERENCING_DEMUXERS = frozenset({
+    "hls", "applehttp", "dash", "concat", "imf", "webm_dash_manifest", "ffmetadata", "image2", "image2pipe",
+    "sdp", "rtp", "rtsp", "sap", "avisynth", "vapoursynth", "lavfi",
+})
+"""Demuxers that open other files, hosts or scripts named inside the input (playlists, concat lists, manifests,
+filter graphs); an upload may not use them."""
+
+
+@functools.lru_cache(maxsize=1)
+def upload_demuxers() -> str:
+    """ffmpeg's ``-format_whitelist`` for uploads: every file format this ffmpeg reads, without capture devices
+    and :data:`REFERENCING_DEMUXERS`."""
+    def names(option: str) -> set[str]:
+        out = subprocess.run([ffmpeg_binary(), "-hide_banner", option], capture_output=True, text=True).stdout
+        return {name for line in out.splitlines() if line[:3].strip().startswith("D") and len(line.split()) > 1
+                for name in line.split()[1].split(",")}
+
+    allowed = names("-demuxers") - names("-devices") - REFERENCING_DEMUXERS
+    return ",".join(sorted(allowed))
+
+
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+def _upload_suffix(name: str | None) -> str:
+    """``'memo.M4A'`` → ``'.M4A'``; ``''`` for a name without a plain extension (ffmpeg then probes only)."""
+    suffix = Path(str(name or "").replace("\\", "/")).suffix
+    return suffix if _SUFFIX.match(suffix) else ""
+
+
+def _decode_path_with_ffmpeg(path: Path, sr: int, max_duration: float, label: str, too_long: str,
+                             input_options: tuple[str, ...] = ()) -> np.ndarray:
+    """Mono float32 at ``sr`` from ``path`` through one bounded ffmpeg subprocess (``input_options`` before ``-i``)."""
     cmd = [
         ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error",
-        # Only local files and pipes: a crafted playlist/concat upload must not make ffmpeg fetch anything.
-        "-protocol_whitelist", "file,pipe",
-        "-i", input_arg, "-map", "0:a:0", "-vn", "-sn", "-dn",
+        # Only local files: a crafted playlist/concat file must not make ffmpeg fetch anything.
+        "-protocol_whitelist", "file", *input_options,
+        "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-t", f"{max_duration + 0.5:.3f}",
         "-ac", "1", "-ar", str(int(sr)), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",
     ]
     # One sample past the limit is enough to refuse: reading stops there, whatever the stream claims.
     budget = int(max_duration * sr) * 4
-    pcm, stderr, returncode, over, timed_out = _run_bounded(cmd, stdin, budget=budget, timeout=DECODE_TIMEOUT_S)
+    pcm, stderr, returncode, over, timed_out = _run_bounded(cmd, budget=budget, timeout=DECODE_TIMEOUT_S)
     if timed_out:
         raise UnreadableAudio(f"{label}: decoding took more than {format_seconds(DECODE_TIMEOUT_S)}; "
                               "the file is damaged or too complex.")
@@ -247,10 +296,12 @@ def _decode_with_ffmpeg(source: Source, sr: int, max_duration: float, label: str
     if returncode != 0:
         if "matches no streams" in stderr or "does not contain any stream" in stderr:
             raise NoAudioStream(f"{label} has no audio track.")
-        raise UnreadableAudio(f"{label} is not audio ffmpeg can read ({_ffmpeg_message(stderr)}).")
+        log.info("ffmpeg could not decode %s: %s", label, stderr.strip()[-500:])
+        raise UnreadableAudio(f"{label} is not audio singtalk can read: {_plain_reason(stderr)}.")
     y = np.frombuffer(pcm, dtype="<f4", count=len(pcm) // 4)  # writable view of the bytearray: no copy
     if y.size == 0:
-        raise UnreadableAudio(f"{label} decodes to no samples (corrupt or truncated file).")
+        raise UnreadableAudio(f"{label} is not audio singtalk can read: it holds no sound "
+                              "(the file is damaged or cut short).")
     return y
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from . import atomic, tables
 from .errors import DatasetError, SingtalkError
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".wma", ".aiff", ".aif"}
@@ -69,10 +69,7 @@ def from_manifest(csv_path: str | os.PathLike, *, root: str | os.PathLike | None
     """A labelled set from a CSV with ``path,label`` (+ ``speaker,source``); relative paths are under ``root``
     (default: the CSV's folder). Missing files and unknown columns are named in a :class:`DatasetError`."""
     csv_path = Path(csv_path)
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DatasetError(f"Cannot read {csv_path.name}: {err}") from err
+    frame = tables.read_csv(csv_path, shape="path,label[,speaker,source]")
     missing = [c for c in ("path", "label") if c not in frame.columns]
     if missing:
         raise DatasetError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; it needs at least path,label.")

@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from . import atomic, tables
 from .errors import DatasetError, SingtalkError
 from .labels import CLASSES, probability_columns
 
@@ -120,11 +120,11 @@ def read_wrong(wrong_path: str | os.PathLike) -> pd.DataFrame:
     if not wrong_path.is_file():
         return empty_wrong()
     try:
-        frame = pd.read_csv(wrong_path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
+        frame = tables.read_csv(wrong_path, shape=",".join(WRONG_COLUMNS[:3]) + ",…")
+    except DatasetError as err:
+        raise DatasetError(f"The review list {err} Fix or move {wrong_path}; it was left untouched.") from err
+    if frame.empty and not len(frame.columns):
         return empty_wrong()
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DatasetError(f"Cannot read {wrong_path}: {err}. Fix or move the file; it was left untouched.") from err
     if "path" not in frame.columns:
         raise DatasetError(f"{wrong_path} has no 'path' column (columns: {list(frame.columns)[:8]}).")
     for column in WRONG_COLUMNS:
@@ -210,12 +210,9 @@ def read_labelled(csv_path, root=None, *, class_names: Sequence[str] | None = No
     the same file listed with two labels.
     """
     csv_path = Path(csv_path)
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except FileNotFoundError as err:
-        raise DatasetError(f"No labelled set at {csv_path}.") from err
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise DatasetError(f"Cannot read {csv_path.name}: {err}") from err
+    if not csv_path.exists():
+        raise DatasetError(f"No labelled set at {csv_path}.")
+    frame = tables.read_csv(csv_path, shape="path,label[,speaker,source]")
     missing = [c for c in ("path", "label") if c not in frame.columns]
     if missing:
         raise DatasetError(f"{csv_path.name} lacks column(s) {', '.join(missing)}; it needs at least path,label "

@@ -127,8 +127,8 @@ def _check_address(address: str, host: str) -> None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if _is_forbidden(ip):
         raise DownloadRefused(
-            f"{host} points to a local or private network address ({ip}); such links are refused "
-            f"(set {ALLOW_PRIVATE_ENV}=1 to allow them)."
+            f"{host} points to a local or private network address ({ip}); such links are refused. "
+            "Give a link to a public web page."
         )
 
 
@@ -144,7 +144,7 @@ def check_url(url: str) -> None:
     shown = url if len(url) <= 80 else url[:77] + "..."
     match = _SCHEME.match(url)
     if not match:
-        raise DownloadRefused(f"'{shown}' is not a web link; it should start with https://")
+        raise DownloadRefused(f"'{shown}' is not a web link; it should start with http:// or https://.")
     scheme = match.group(1).lower()
     if scheme not in ALLOWED_SCHEMES:
         raise DownloadRefused(f"Only http:// and https:// links can be downloaded, not {scheme}: links.")
@@ -366,7 +366,7 @@ def _mb(n_bytes: float) -> str:
 def _too_big(max_bytes: int, size: Optional[float] = None) -> DownloadRefused:
     got = f" ({_mb(size)})" if size else ""
     return DownloadRefused(
-        f"The file is too big{got}: the download size limit is {_mb(max_bytes)} (set by {MAX_DOWNLOAD_ENV})."
+        f"The file is too big{got}: downloads are limited to {_mb(max_bytes)}. Try a shorter video."
     )
 
 
@@ -382,7 +382,7 @@ def _match_filter(max_duration: float, max_bytes: int, stop: _Stop):
         if isinstance(duration, (int, float)) and duration > max_duration:
             stop(DownloadRefused(
                 f"This video lasts {audio.format_seconds(duration)}, longer than the "
-                f"{audio.format_seconds(max_duration)} limit (set by SINGTALK_MAX_DURATION_S)."
+                f"{audio.format_seconds(max_duration)} limit; give a link to a shorter one."
             ))
         size = info.get("filesize") or info.get("filesize_approx")
         if not incomplete and isinstance(size, (int, float)) and size > max_bytes:

@@ -109,7 +109,8 @@ def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads
     assert set(timeline["datasets"]["windows"]["class"]) == {"Singing"}, "two classes: one line, as before"
     segments = timeline["datasets"]["segments"]
     assert segments["start_s"].iloc[0] == 0 and set(segments["class"]) <= {"Singing", "Talking", "No voice"}
-    assert at.radio(key="upload-right").options == ["Talking"]
+    assert at.radio(key="upload-right").options == ["Singing (the model's answer)", "Talking", "No voice"]
+    assert at.radio(key="upload-right").value == "talking", "the first answer that is not the model's"
 
     at.radio(key="upload-right").set_value("talking")
     at.button(key="upload-send").click().run()
@@ -119,8 +120,8 @@ def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads
     row = wrong.iloc[0]
     assert (row["label"], row["predicted"], row["status"], row["origin"]) == ("talking", "singing", "open", "app")
     saved = Path(row["path"])
-    assert saved.parent == Path(app_env["SINGTALK_WORK"]).resolve() / "reports" and saved.is_file()
-    assert saved.stem != clip.stem and len(saved.stem) == 32, "saved under a uuid, never the upload's name"
+    assert saved.parent == Path(app_env["SINGTALK_WORK"]).resolve() / "reports" / "upload" and saved.is_file()
+    assert saved.name == f"{clip.stem}.wav", "the report keeps the upload's own name"
     assert abs(decode(saved).size / 16000 - decode(clip).size / 16000) < 0.05
     assert row["model_version"] == test_store.version
 
@@ -263,8 +264,8 @@ def test_upload_names_never_become_paths(app_env, test_store, uploads, tmp_path)
     assert not at.exception and not at.error, [e.value for e in at.error]
     work = Path(app_env["SINGTALK_WORK"]).resolve()
     saved = Path(review.read_wrong(work / "wrong_audios.csv").iloc[0]["path"])
-    assert saved.parent == work / "reports" and len(saved.stem) == 32
-    assert not list(tmp_path.parent.rglob("escaped.wav")) and not (work / climbing).resolve().exists()
+    assert saved == work / "reports" / "upload" / "escaped.wav", "only the last part of the name, as a file name"
+    assert list(tmp_path.parent.rglob("escaped.wav")) == [saved] and not (work / climbing).resolve().exists()
 
 
 def test_reports_folder_is_bounded_and_nothing_is_deleted(app_env, test_store, uploads, monkeypatch):
@@ -279,7 +280,8 @@ def test_reports_folder_is_bounded_and_nothing_is_deleted(app_env, test_store, u
     assert metric(at, "Prediction") == "Talking"
     at.button(key="upload-send").click().run()
     assert not at.exception
-    assert at.error and "review folder is full" in at.error[0].value and "SINGTALK_MAX_REPORTS_MB" in at.error[0].value
+    assert at.error and "review folder is full" in at.error[0].value
+    assert "SINGTALK_" not in at.error[0].value, "a visitor is not asked to change the server's settings"
     assert "Traceback" not in at.error[0].value
     assert sorted(p.name for p in (work / "reports").iterdir()) == ["earlier.wav"], "refused: nothing written"
     assert earlier.read_bytes() == before, "reviewed material is never removed to make room"
@@ -289,7 +291,7 @@ def test_reports_folder_is_bounded_and_nothing_is_deleted(app_env, test_store, u
     at.button(key="upload-send").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert len(review.read_wrong(work / "wrong_audios.csv")) == 1
-    assert len(list((work / "reports").glob("*.wav"))) == 2
+    assert len(list((work / "reports").rglob("*.wav"))) == 2
 
 
 # --------------------------------------------------------------------------- the Link tab
@@ -465,16 +467,50 @@ def test_no_voice_upload_says_no_voice_with_three_bars_segments_and_downloads(th
                                                 == segments["end_s"].iloc[:-1].to_numpy()).all(), "they tile the clip"
     prediction = at.session_state["result:upload"].prediction
     assert segments["end_s"].iloc[-1] == pytest.approx(prediction.duration_s, abs=0.01)
+    assert bands["encoding"]["x"]["scale"]["domain"] == [0, prediction.duration_s], "the axis spans the clip"
+    assert lines["encoding"]["x"]["scale"]["domain"] == [0, prediction.duration_s]
 
     assert downloads(at) == ["Segments CSV", "Segments JSON", "Windows CSV", "Windows JSON"]
 
     right = at.radio(key="upload-right")
-    assert right.options == ["Singing", "Talking"], "every class the model knows but the predicted one"
-    right.set_value("talking")
+    assert right.options == ["Singing", "Talking", "No voice (the model's answer)"], "every class the model knows"
+    right.set_value("no_voice").run()
+    assert at.button(key="upload-send").disabled, "the model's own answer is no report"
+    assert any("choose the answer you heard" in c.value for c in at.caption)
+    at.radio(key="upload-right").set_value("talking").run()
+    assert not at.button(key="upload-send").disabled
     at.button(key="upload-send").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     row = review.read_wrong(Path(three_env["SINGTALK_WORK"]) / "wrong_audios.csv").iloc[0]
     assert (row["label"], row["predicted"]) == ("talking", "no_voice")
+    assert Path(row["path"]).name == f"{clip.stem}.wav", "the report keeps the upload's name"
+
+    at.switch_page("app_pages/review.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert f"**{clip.stem}.wav** · upload" in [m.value for m in at.markdown], "the Review page names the upload"
+
+
+@pytest.mark.parametrize("label", ["singing", "talking", "no_voice"])
+def test_this_is_wrong_files_any_class_under_the_uploads_name(app_env, test_store, uploads, label):
+    """Every class of singtalk.labels can be reported (no voice too, with a two-class model); same name twice
+    keeps both clips."""
+    at = fresh_app()
+    clip = test_store.talking_clip
+    for _ in range(2):
+        uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name="Memo 12.m4a")
+        at.run()
+        assert metric(at, "Prediction") == "Talking"
+        assert [o.split(" (")[0] for o in at.radio(key="upload-right").options] == ["Singing", "Talking", "No voice"]
+        if label == "talking":
+            at.radio(key="upload-right").set_value(label).run()
+            assert at.button(key="upload-send").disabled
+            return
+        at.radio(key="upload-right").set_value(label)
+        at.button(key="upload-send").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+    wrong = review.read_wrong(Path(app_env["SINGTALK_WORK"]) / "wrong_audios.csv")
+    assert [Path(p).name for p in wrong["path"]] == ["Memo 12.wav", "Memo 12 (2).wav"]
+    assert list(wrong["label"]) == [label, label] and set(wrong["predicted"]) == {"talking"}
 
 
 def test_live_meter_says_no_voice_between_takes(app_env, test_store, uploads, monkeypatch):
@@ -584,3 +620,14 @@ def test_vocal_extraction_finding_no_voice_says_so_even_with_a_two_class_model(a
     bars = vega_charts(at)["bars"]["data"]
     assert dict(zip(bars["class"], bars["probability"])) == {"Singing": 0.0, "Talking": 0.0, "No voice": 1.0}
     assert at.radio(key="upload-right").options == ["Singing", "Talking"]
+
+
+@pytest.mark.parametrize("name,stem", [
+    ("Memo 12.m4a", "Memo 12"), ("../../../escaped.wav", "escaped"), ("/a/b/.bashrc", "bashrc"),
+    ("C:\\Users\\x\\song.mp3", "song"), ("https://www.youtube.com/watch?v=abc", "watch"),
+    ("the recording", "the recording"), ("", "clip"), ("..", "clip"), ("a<b>|c.flac", "a_b_c"),
+])
+def test_a_report_keeps_only_a_safe_file_name_from_its_input(name, stem):
+    from appkit.results import report_stem
+
+    assert report_stem(name) == stem

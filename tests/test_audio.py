@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -41,6 +42,93 @@ def test_any_channel_count_and_rate(tmp_path, channels, rate):
 
 def test_bytes_and_path_agree(tmp_path, sung_wav):
     assert np.array_equal(audio.decode(sung_wav), audio.decode(sung_wav.read_bytes()))
+
+
+# Every container the upload help names, written by real ffmpeg the way phones and ffmpeg itself write them.
+UPLOAD_FORMATS = {
+    "m4a (AAC, index at the end)": ("memo.m4a", ["-c:a", "aac", "-b:a", "96k"]),
+    "mp4 (H.264 + AAC, index at the end)": ("camera.mp4", ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"]),
+    "mkv": ("take.mkv", ["-c:a", "libvorbis"]),
+    "webm": ("take.webm", ["-c:a", "libopus"]),
+    "ogg/opus": ("take.opus", ["-c:a", "libopus"]),
+    "mp3": ("take.mp3", ["-c:a", "libmp3lame"]),
+    "aac/adts": ("take.aac", ["-c:a", "aac"]),
+    "flac": ("take.flac", []),
+    "wav 8-bit": ("u8.wav", ["-c:a", "pcm_u8"]),
+    "wav 16-bit": ("s16.wav", ["-c:a", "pcm_s16le"]),
+    "wav 24-bit": ("s24.wav", ["-c:a", "pcm_s24le"]),
+    "wav 32-bit": ("s32.wav", ["-c:a", "pcm_s32le"]),
+    "wav 32-bit float": ("f32.wav", ["-c:a", "pcm_f32le"]),
+    "aiff": ("take.aiff", ["-c:a", "pcm_s16be"]),
+}
+
+
+@pytest.fixture(scope="module")
+def stereo_source(tmp_path_factory):
+    """3 s of a sung-like tone, stereo at 44.1 kHz (as a phone records), as a 16-bit WAV."""
+    folder = tmp_path_factory.mktemp("source")
+    mono = folder / "mono.wav"
+    audio.write_wav(mono, sung_tone(3.0, sr=44100), sr=44100)
+    return ffmpeg_convert(mono, folder / "stereo.wav", "-ac", "2")
+
+
+def encode(source, dst, args):
+    """``source`` encoded to ``dst``; a video track is added when ``args`` name a video codec."""
+    video = ["-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=3"] if "-c:v" in args else []
+    maps = ["-map", "0:a", "-map", "1:v"] if video else []
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), *video, *maps, *args,
+                    "-shortest", str(dst)], check=True)
+    return dst
+
+
+@pytest.mark.parametrize("kind", list(UPLOAD_FORMATS))
+def test_every_container_decodes_from_an_upload_as_from_its_path(tmp_path, stereo_source, kind, monkeypatch):
+    name, args = UPLOAD_FORMATS[kind]
+    path = encode(stereo_source, tmp_path / name, args)
+    data = path.read_bytes()
+    if path.suffix in (".m4a", ".mp4"):
+        assert data.find(b"moov") > data.find(b"mdat") > 0, "written as phones write it: the index last"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spill"))
+    (tmp_path / "spill").mkdir()
+    from_path = audio.decode(path)
+    assert abs(from_path.size / audio.SAMPLE_RATE - 3.0) < 0.1 and np.max(np.abs(from_path)) > 0.05
+    assert np.array_equal(audio.decode(data, name=name), from_path), "the upload decodes exactly as the file"
+    unnamed = audio.decode(data)  # a browser may send no usable name: ffmpeg finds the format from the contents
+    assert abs(unnamed.size - from_path.size) <= 0.005 * audio.SAMPLE_RATE
+    n = min(unnamed.size, from_path.size)
+    assert np.max(np.abs(unnamed[:n] - from_path[:n])) < 1e-3
+    assert not list((tmp_path / "spill").iterdir()), "the temporary copy of the upload is gone"
+
+
+def test_unreadable_upload_is_explained_in_plain_words_and_leaves_no_temporary_file(tmp_path, stereo_source,
+                                                                                   monkeypatch):
+    (tmp_path / "spill").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spill"))
+    memo = encode(stereo_source, tmp_path / "memo.m4a", ["-c:a", "aac"]).read_bytes()
+    cut = memo[: memo.find(b"moov")]  # a recording interrupted before its index was written
+    with pytest.raises(UnreadableAudio) as incomplete:
+        audio.decode(cut, name="memo.m4a")
+    with pytest.raises(UnreadableAudio) as garbage:
+        audio.decode(b"this is a shopping list" * 40, name="notes.mp3")
+    assert "memo.m4a is not audio singtalk can read: the file is incomplete" in str(incomplete.value)
+    assert "notes.mp3 is not audio singtalk can read: its contents are not in any audio or video format" \
+        in str(garbage.value)
+    for message in (str(incomplete.value), str(garbage.value)):
+        assert "pipe:" not in message and "Invalid data" not in message and "spill" not in message
+    assert not list((tmp_path / "spill").iterdir())
+
+
+@pytest.mark.parametrize("name,suffix", [("memo.M4A", ".M4A"), ("a/b\\c.mp4", ".mp4"), ("noext", ""),
+                                         ("x.m4a;rm -rf", ""), ("../../.bashrc", ""), (None, "")])
+def test_the_temporary_copy_takes_only_a_plain_extension_from_the_name(name, suffix):
+    assert audio._upload_suffix(name) == suffix
+
+
+def test_too_long_says_what_to_do_not_which_server_setting(sung_wav, monkeypatch):
+    monkeypatch.setattr(audio, "MAX_DURATION_S", 1.0)
+    with pytest.raises(TooLong) as err:
+        audio.decode(sung_wav.read_bytes(), name="song.wav")
+    assert str(err.value) == "song.wav is longer than 1.0 s; cut it shorter."
 
 
 def test_empty_and_garbage_are_unreadable(tmp_path):
@@ -136,6 +224,24 @@ def test_playlist_upload_cannot_reach_other_files(tmp_path, sung_wav):
     playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:3,\nhttp://127.0.0.1:9/x.wav\n#EXT-X-ENDLIST\n")
     with pytest.raises(UnreadableAudio):
         audio.decode(playlist.read_bytes())
+
+
+@pytest.mark.parametrize("listing", [
+    "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:3,\n{path}\n#EXT-X-ENDLIST\n",
+    "ffconcat version 1.0\nfile {path}\n",
+])
+def test_an_uploaded_playlist_cannot_read_files_on_the_server(tmp_path, sung_wav, listing):
+    """The upload sits in a file ffmpeg could follow references from: playlists and lists are refused."""
+    secret = ffmpeg_convert(sung_wav, tmp_path / "private.mp3")
+    assert audio.decode(secret).size > 0
+    with pytest.raises(UnreadableAudio, match="lists other files or links to read, which is not allowed"):
+        audio.decode(listing.format(path=secret).encode(), name="list.m3u8")
+
+
+def test_uploads_may_use_every_file_format_but_no_device_or_reference():
+    allowed = set(audio.upload_demuxers().split(","))
+    assert {"mov", "mp4", "m4a", "matroska", "webm", "ogg", "mp3", "aac", "flac", "wav", "aiff"} <= allowed
+    assert not allowed & (audio.REFERENCING_DEMUXERS | {"alsa", "pulse", "x11grab", "v4l2", "lavfi"})
 
 
 @pytest.mark.parametrize("channels,rate", [(1, 16000), (2, 44100), (8, 96000)])

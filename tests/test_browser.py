@@ -200,6 +200,38 @@ def test_upload_shows_prediction(page, test_store, artifacts_dir, tmp_path):
     no_exception(page)
 
 
+PHONE_FORMATS = {
+    "Voice memo 7.m4a": ["-ac", "1", "-ar", "48000", "-c:a", "aac", "-b:a", "64k"],
+    "VID_20261206.mp4": ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-ac", "2", "-ar", "48000",
+                         "-c:a", "aac"],
+}
+
+
+def phone_file(source: Path, dst: Path) -> Path:
+    """``source`` written as a phone writes it: AAC in MP4/M4A (a video track for .mp4), the index (``moov``)
+    after the media, as ffmpeg does without ``+faststart``."""
+    args = PHONE_FORMATS[dst.name]
+    video = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-map", "0:a", "-map", "1:v", "-shortest"] \
+        if dst.suffix == ".mp4" else []
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), *video, *args, str(dst)],
+                   check=True)
+    data = dst.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat") > 0, "the index comes last"
+    return dst
+
+
+@pytest.mark.parametrize("name", list(PHONE_FORMATS))
+def test_phone_recordings_upload_in_chromium(page, test_store, artifacts_dir, tmp_path, name):
+    """A phone's voice memo (M4A) and a camera's MP4, index last, uploaded through the browser, get a label."""
+    path = phone_file(Path(test_store.singing_clip), tmp_path / name)
+    upload(page, path)
+    assert prediction(page) == "Singing"
+    page.get_by_text(f"{name} · ").wait_for(timeout=10000)
+    no_exception(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    shot(page, artifacts_dir, f"browser_upload_{Path(name).suffix[1:]}")
+
+
 def test_record_with_fake_microphone(page, artifacts_dir):
     page.get_by_role("tab", name="Record").click()
     page.get_by_text("Record from your microphone").wait_for(timeout=10000)

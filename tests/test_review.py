@@ -58,6 +58,33 @@ def test_read_labelled_names_every_problem_with_examples(tmp_path):
     assert "1 file(s) listed with different labels" in message and "b.wav" in message
 
 
+@pytest.mark.parametrize("text,words", [
+    ("these are my songs\nfirst one\nsecond, third\n",
+     "set.csv: line 3 has 2 comma-separated values but the first line has 1. A CSV here starts with a line "
+     "path,label[,speaker,source]"),
+    ('path,label\na.wav,singing\n"b.wav,talking\n', "set.csv: a double quote opened on line 3 is never closed"),
+    (bytes(range(256)) * 8, "set.csv is not a text file (it holds binary data)"),
+    ("", "set.csv lacks column(s) path, label"),
+])
+def test_a_bad_labelled_csv_is_described_in_plain_words(tmp_path, text, words):
+    csv = tmp_path / "set.csv"
+    csv.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(DatasetError) as caught:
+        review.read_labelled(csv)
+    message = str(caught.value)
+    assert words in message
+    assert "C error" not in message and "tokenizing" not in message and "codec" not in message
+
+
+def test_a_bad_manifest_is_described_in_plain_words(tmp_path):
+    from singtalk import dataset
+
+    csv = tmp_path / "manifest.csv"
+    csv.write_text("path,label\na.wav,singing,alice,extra\n")
+    with pytest.raises(DatasetError, match="line 2 has 4 comma-separated values but the first line has 2"):
+        dataset.from_manifest(csv)
+
+
 def test_read_labelled_resolves_relative_paths_and_drops_repeats(tmp_path):
     touch(tmp_path / "clips" / "a.wav")
     csv = write_csv(tmp_path / "set.csv", [{"path": "a.wav", "label": "singing"}] * 2)
@@ -69,8 +96,10 @@ def test_read_labelled_resolves_relative_paths_and_drops_repeats(tmp_path):
 def test_read_wrong_refuses_a_damaged_list_and_normalises_an_old_one(tmp_path):
     damaged = tmp_path / "damaged.csv"
     damaged.write_text('path,label\n"unterminated,singing\n')
-    with pytest.raises(DatasetError, match="left untouched"):
+    with pytest.raises(DatasetError, match="left untouched") as caught:
         review.read_wrong(damaged)
+    assert "a double quote opened on line 2 is never closed" in str(caught.value)
+    assert "C error" not in str(caught.value)
     touch(tmp_path / "a.wav")
     old = write_csv(tmp_path / "old.csv", [{"path": "a.wav", "label": "singing", "predicted": "talking"},
                                            {"path": str(tmp_path / "a.wav"), "label": "singing", "predicted": "talking"}])

@@ -196,15 +196,29 @@ def test_refused_before_any_traffic(no_network, private_temp, url):
     with pytest.raises(DownloadRefused) as refused:
         sources.fetch_url(url)
     assert refused.value.args[0] and "Traceback" not in str(refused.value)
+    assert_plain(str(refused.value))
     assert no_network == [] and list(private_temp.iterdir()) == []
+
+
+def assert_plain(message: str) -> None:
+    """A visitor's message: no server setting to change, and never "https://" alone (http:// works too)."""
+    assert "SINGTALK_" not in message and "set by" not in message, message
+    assert "https://" not in message or "http://" in message, message
+
+
+def test_a_bare_host_is_told_both_schemes(no_network):
+    with pytest.raises(DownloadRefused) as refused:
+        sources.fetch_url("www.youtube.com/watch?v=x")
+    assert str(refused.value).endswith("should start with http:// or https://.")
 
 
 def test_loopback_server_never_reached_without_override(server, no_network):
     before = len(server.requests)
     port = server.httpd.server_port
     for url in (f"http://127.0.0.1:{port}/tone.mp4", f"http://localhost:{port}/tone.mp4"):
-        with pytest.raises(DownloadRefused, match="local or private"):
+        with pytest.raises(DownloadRefused, match="local or private") as refused:
             sources.load_audio(url)
+        assert_plain(str(refused.value))
     assert len(server.requests) == before and no_network == []
 
 
@@ -235,8 +249,9 @@ def test_allowed_redirect_is_followed(server, allow_loopback):
 
 def test_known_duration_over_limit_refused_before_download(server, allow_loopback):
     downloads_before = server.media_requests("long.mp4")
-    with pytest.raises(DownloadRefused, match=r"lasts 5\.0 s.*2\.0 s limit"):
+    with pytest.raises(DownloadRefused, match=r"lasts 5\.0 s.*2\.0 s limit") as refused:
         sources.fetch_url(server.url("/page.html"), max_duration=2)
+    assert_plain(str(refused.value))
     # yt-dlp's extractor probes the media URL once; the download would be a second request.
     assert server.media_requests("long.mp4") - downloads_before <= 1
     assert list(allow_loopback.iterdir()) == []
@@ -250,8 +265,9 @@ def test_unknown_duration_over_limit_stopped_at_decode(server, allow_loopback):
 
 @pytest.mark.parametrize("path", ["/tone.mp4", "/stream/tone.mp4"])
 def test_too_big_refused(server, allow_loopback, path):
-    with pytest.raises((DownloadRefused, DownloadFailed), match="too big.*1000 bytes"):
+    with pytest.raises((DownloadRefused, DownloadFailed), match="too big.*1000 bytes") as refused:
         sources.fetch_url(server.url(path), max_bytes=1000)
+    assert_plain(str(refused.value))
     assert list(allow_loopback.iterdir()) == []
 
 
