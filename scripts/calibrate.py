@@ -2,6 +2,7 @@
 """Calibrate a stored model's confidence by temperature scaling, and say how much it helped.
 
     .venv/bin/python scripts/calibrate.py [--models models] [--version V] [--folds 5] [--save] [--promote]
+                                          [--robustness ROBUSTNESS.json]
 
 The rows are the test side of the model's feature table (``models/tables/features_raw.csv``, split
 ``test``: speakers the network never heard). The reported "after" figures are cross-fitted: the
@@ -9,6 +10,9 @@ temperature is fitted on four fifths of the speaker groups and scored on the fif
 (``singtalk.calibration.cross_fitted``), so they do not flatter the fit. ``--save`` writes a new
 version whose output layer is divided by the temperature fitted on all those rows (answers unchanged,
 confidence softer), with the figures in its metadata under ``calibration``; ``--promote`` also serves it.
+``--robustness`` also scores the confidence on altered audio: the per-clip answers that
+``scripts/robustness.py --json`` wrote (one row per condition: ECE as the model gives it, and with the
+fitted temperature applied, ``p ** (1 / T)`` renormalised, which is exactly a softmax of the logits / T).
 This is the command behind the calibration figures of the README's model card.
 """
 
@@ -65,6 +69,29 @@ def markdown(report: calibration.CalibrationReport, version: str) -> str:
     ])
 
 
+def under_conditions(path: str, class_names: list[str], temperature: float) -> str:
+    """A markdown table: ECE per condition of a robustness run, as served and with ``temperature``."""
+    import json
+
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    index = {c: i for i, c in enumerate(class_names)}
+    lines = [f"Confidence on altered audio ({report['model']}, {report['n']} test clips, "
+             f"`scripts/robustness.py`; T = {temperature:.2f}):", "",
+             "| condition | answered | accuracy | mean confidence | ECE | ECE with T |", "|---|---|---|---|---|---|"]
+    for condition in report["conditions"]:
+        rows = [(clip["label"], clip[condition]) for clip in report["clips"]
+                if not clip[condition].get("error") and clip["label"] in index]
+        proba = np.array([[answer.get(f"p_{c}", 0.0) for c in class_names] for _, answer in rows], dtype=float)
+        proba /= proba.sum(axis=1, keepdims=True)
+        y = np.array([index[label] for label, _ in rows])
+        scaled = proba ** (1.0 / temperature)
+        scaled /= scaled.sum(axis=1, keepdims=True)
+        lines.append(f"| {condition} | {len(rows)} | {(proba.argmax(1) == y).mean():.3f} | "
+                     f"{proba.max(1).mean():.3f} | {calibration.expected_calibration_error(proba, y):.3f} | "
+                     f"{calibration.expected_calibration_error(scaled, y):.3f} |")
+    return "\n".join(lines)
+
+
 def save(store: ModelStore, loaded, report, rows, *, promote: bool) -> str:
     from sklearn.metrics import roc_auc_score
 
@@ -92,10 +119,13 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--save", action="store_true", help="write the calibrated network as a new version")
     parser.add_argument("--promote", action="store_true", help="with --save: serve it")
+    parser.add_argument("--robustness", metavar="JSON", help="also score a scripts/robustness.py --json report")
     args = parser.parse_args(argv)
     store = ModelStore(args.models)
     loaded, report, rows = calibrate(store, args.version, folds=args.folds)
     print(markdown(report, loaded.version))
+    if args.robustness:
+        print("\n" + under_conditions(args.robustness, loaded.class_names, report.temperature))
     if args.save:
         print(f"\nsaved version {save(store, loaded, report, rows, promote=args.promote)}"
               f"{' (serving)' if args.promote else ''}")
