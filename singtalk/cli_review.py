@@ -47,6 +47,7 @@ def cmd_retrain(args) -> int:
                                       learning_rate=args.learning_rate)
     report = retrain(_store(args), args.wrong, tables_dir=args.tables, config=config, imbalance=args.imbalance,
                      replay_ratio=args.replay_ratio, force=args.force, labelled=args.labelled,
+                     labelled_root=args.root,
                      tolerance=Tolerance(clips=args.tolerance_clips, points=args.tolerance_points),
                      test_fraction=args.test_fraction, seed=args.seed, trainable_layers=args.trainable_layers,
                      add_layers=args.add_layers, progress=_print_event, jobs=args.jobs)
@@ -77,6 +78,7 @@ def register(sub) -> None:
                    help="the labelled set the mistakes came from, judged whole: the predictions file `check` wrote "
                         "(default: <wrong stem>.predictions.csv beside the wrong list, when there is one) or any "
                         "path,label[,source] CSV")
+    p.add_argument("--root", help="base folder for the labelled set's relative paths (default: its folder)")
     p.add_argument("--force", action="store_true",
                    help="experts: promote even when the verdict says no (the output says it was overridden)")
     p.add_argument("--tolerance-clips", type=int, default=1,

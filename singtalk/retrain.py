@@ -299,7 +299,8 @@ def _parts(sets: dict, old, new, class_names: list[str]) -> list[Part]:
 # the job
 # ---------------------------------------------------------------------------
 def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str | None = None,
-            replay_ratio: float = 3.0, tolerance: Tolerance | None = None, labelled=None, force: bool = False,
+            replay_ratio: float = 3.0, tolerance: Tolerance | None = None, labelled=None, labelled_root=None,
+            force: bool = False,
             test_fraction: float = 0.3,
             seed: int = 0, trainable_layers: int | None = None, add_layers: int = 0,
             progress: ProgressCallback | None = None,
@@ -308,7 +309,8 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
 
     ``config`` is a :class:`singtalk.model.TrainConfig` (default :data:`DEFAULT_CONFIG`);
     ``imbalance`` ("class_weight", "smote", "none") overrides its imbalance mode.
-    ``labelled`` is the labelled set to judge on (see :func:`labelled_path_for`), ``tolerance`` how much
+    ``labelled`` is the labelled set to judge on (see :func:`labelled_path_for`; relative paths under
+    ``labelled_root``, default its folder), ``tolerance`` how much
     worse one class or source may get (:class:`singtalk.verdict.Tolerance`, default 1 clip or 1 point).
     Raises ModelError (no or incompatible model, tables of another scaler),
     DatasetError (no usable mistakes, missing tables), StoreLocked (another job).
@@ -330,7 +332,7 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
         try:
             report = _retrain_locked(store, Path(wrong_path), tables_dir=tables_dir, config=config,
                                      replay_ratio=replay_ratio, tolerance=tolerance or Tolerance(),
-                                     labelled=labelled, force=force,
+                                     labelled=labelled, labelled_root=labelled_root, force=force,
                                      test_fraction=test_fraction, seed=seed, trainable_layers=trainable_layers,
                                      add_layers=add_layers,
                                      progress=progress, stop_event=stop_event, jobs=jobs, cache=cache,
@@ -357,8 +359,8 @@ def retrain(store, wrong_path, *, tables_dir=None, config=None, imbalance: str |
     return report
 
 
-def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio, tolerance, labelled, force,
-                    test_fraction,
+def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio, tolerance, labelled,
+                    labelled_root, force, test_fraction,
                     seed, trainable_layers, add_layers, progress, stop_event, jobs, cache, stage, log, run_dir) -> RetrainReport:
     from .model import _keras_callbacks, _seed_everything, as_matrix, class_counts, class_weights, encode_labels
     from .model import oversample_smote, save_history_plot, validation_split
@@ -424,7 +426,7 @@ def _retrain_locked(store, wrong_path: Path, *, tables_dir, config, replay_ratio
 
     # the judging sets: everything known to be right
     labelled_path = labelled_path_for(labelled, wrong_path)
-    known, labelled_skipped = (review.read_known_labels(labelled_path, wrong, class_names) if labelled_path
+    known, labelled_skipped = (review.read_known_labels(labelled_path, wrong, class_names, root=labelled_root) if labelled_path
                                else (pd.DataFrame(columns=["path", "label", "source"]), {}))
     test = tables.test
     sets = {"original_test": (pd.DataFrame({"path": test["path"], "label": test["label"],

@@ -610,11 +610,12 @@ def source_of(path: str, source: str = "") -> str:
     return str(source).strip() or Path(path).parent.name
 
 
-def read_known_labels(csv_path, wrong: pd.DataFrame, class_names: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+def read_known_labels(csv_path, wrong: pd.DataFrame, class_names: Sequence[str], *,
+                      root=None) -> tuple[pd.DataFrame, dict]:
     """A labelled set or a check's predictions file as ``path,label,source`` for judging a retrain, and counts
     of the rows left out.
 
-    Paths are resolved against the CSV's folder; a reviewer's label (wrong list, reviewed) wins; rows that
+    Relative paths are under ``root`` (default: the CSV's folder); a reviewer's label (wrong list, reviewed) wins; rows that
     failed to decode (``error``), were dismissed, have a label the model lacks or a missing file are left out.
     """
     csv_path = Path(csv_path)
@@ -625,7 +626,7 @@ def read_known_labels(csv_path, wrong: pd.DataFrame, class_names: Sequence[str])
     if not {"path", "label"} <= set(frame.columns):
         raise DatasetError(f"{csv_path.name} needs path,label columns to judge a retrain "
                            f"(found: {', '.join(map(str, frame.columns[:8]))}).")
-    paths = [resolve_path(p, csv_path.parent) for p in frame["path"]]
+    paths = [resolve_path(p, root if root is not None else csv_path.parent) for p in frame["path"]]
     sources = frame["source"] if "source" in frame.columns else [""] * len(frame)
     known = pd.DataFrame({"path": paths, "label": frame["label"].str.strip(),
                           "source": [source_of(p, s) for p, s in zip(paths, sources)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -189,6 +190,26 @@ def test_a_harmful_retrain_is_refused_with_the_reason_then_forced_by_an_expert(w
     assert f"promoted {forced} by force (backup: {shipped})" in out
     meta = ws.store.read_metadata(forced)["retrain"]
     assert meta["promoted"] and meta["force"] and meta["verdict"]["forced"]
+
+
+def test_the_labelled_set_is_any_path_label_csv_or_none(workspace, capsys):
+    """--labelled with --root takes a plain labelled CSV (features from the check's cache); without the predictions
+    file beside the wrong list the verdict says there is no labelled set, and judges on the rest."""
+    from singtalk.cli import main
+
+    ws = workspace
+    check = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    check.predictions_path.unlink()
+    alone = retrain(ws.store, ws.wrong, replay_ratio=REPLAY_RATIO, force=True)
+    assert alone.labelled_path == "" and "labelled set" not in set(alone.verdict.table()["set"])
+    assert "No labelled set to measure on." in alone.verdict.reasons
+    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--labelled",
+                 str(ws.labelled_csv), "--root", str(ws.corpus), "--force", "--jobs", "1", "--epochs", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"labelled set: {ws.labelled_csv}\n" in out
+    assert re.search(rf"^\s+labelled set\s+all\s+{check.checked}\s", out, re.MULTILINE), out
+    with pytest.raises(DatasetError, match="No labelled set at"):
+        retrain(ws.store, ws.wrong, labelled=ws.corpus / "nothing.csv")
 
 
 def test_retrain_refuses_an_incompatible_model(workspace):
