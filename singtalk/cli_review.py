@@ -86,7 +86,8 @@ def register(sub) -> None:
     p.add_argument("--tolerance-points", type=float, default=1.0,
                    help="... or this many percentage points of its clips, whichever is more (default 1)")
     p.add_argument("--imbalance", choices=["class_weight", "smote", "none"], default="class_weight")
-    p.add_argument("--replay-ratio", type=float, default=3.0, help="original training rows replayed per mistake")
+    p.add_argument("--replay-ratio", type=float, default=10.0,
+                   help="original training rows replayed per mistake (default 10; docs/model.md)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="mistakes held out to measure the gain")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=8)

@@ -387,3 +387,21 @@ def test_seed_ensemble_saves_loads_and_fine_tunes_per_tower(tmp_path):
     copy, trainable = fine_tune_copy(loaded, trainable_layers=1, config=TrainConfig())
     assert sorted(trainable) == [f"tower{k}_probabilities" for k in (1, 2, 3)]
     assert {layer.name for layer in copy.layers if layer.trainable and layer.weights} == set(trainable)
+
+
+def test_anchor_penalty_is_zero_at_the_start_and_grows_as_weights_move():
+    """L2-SP (``anchor``, measured in docs/model.md and not adopted): strength · Σ‖w − w₀‖² over kernels and biases."""
+    import tensorflow as tf
+
+    from singtalk.model import TrainConfig, build_model
+    from singtalk.retrain import fine_tune_copy
+
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(6, 2, TrainConfig(hidden_units=(4,)))
+    copy, trainable = fine_tune_copy(model, trainable_layers=1, config=TrainConfig(), anchor=2.0)
+    plain, _ = fine_tune_copy(model, trainable_layers=1, config=TrainConfig())
+    start = float(tf.add_n(copy.losses))  # the model's own regularisers, if any, and a zero penalty
+    assert start == pytest.approx(float(tf.add_n(plain.losses)) if plain.losses else 0.0, abs=1e-7)
+    layer = copy.get_layer(trainable[0])
+    layer.bias.assign_add(tf.fill(layer.bias.shape, 0.5))  # biases carry no regulariser of their own
+    assert float(tf.add_n(copy.losses)) - start == pytest.approx(2.0 * 0.25 * layer.bias.shape[0], rel=1e-5)
