@@ -104,3 +104,35 @@ def test_three_classes_and_to_dict():
     assert verdict.promoted and "class No voice" in set(verdict.table()["group"])
     data = verdict.to_dict()
     assert data["reasons"] == verdict.reasons and data["tolerance"] == {"clips": 1, "points": 1.0}
+
+
+def test_known_labels_take_the_reviewers_label_and_leave_out_what_cannot_be_judged(tmp_path):
+    """review.read_known_labels (the labelled set a retrain is judged on) and review.confirmed_reviews."""
+    import pandas as pd
+
+    from singtalk import review
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in "abcdef":
+        (clips / f"{name}.wav").write_bytes(b"x")
+    wrong = tmp_path / "wrong_audios.csv"
+    for name, label in [("a", T), ("b", S), ("c", T)]:
+        review.add_report(wrong, clips / f"{name}.wav", label=label, predicted=N if label != N else S,
+                          confidence=0.9, model_version="v")
+    review.review_row(wrong, clips / "a.wav", action="relabel", label=S, reviewer="ana")
+    review.review_row(wrong, clips / "b.wav", action="dismiss", reviewer="ana")
+    predictions = pd.DataFrame({"path": ["clips/a.wav", "clips/b.wav", "clips/c.wav", "clips/d.wav",
+                                         "clips/e.wav", "clips/f.wav", "clips/gone.wav"],
+                                "label": [T, S, T, "rap", S, T, S],
+                                "error": ["", "", "", "", "", "cannot decode", ""],
+                                "source": ["x", "x", "", "x", "y", "y", "y"]})
+    csv = tmp_path / "wrong_audios.predictions.csv"
+    predictions.to_csv(csv, index=False)
+    known, skipped = review.read_known_labels(csv, review.read_wrong(wrong), [S, T])
+    assert list(known["path"]) == [str((clips / f"{n}.wav").resolve()) for n in "ace"]
+    assert list(known["label"]) == [S, T, S], "the reviewer's label wins; an open report's does not"
+    assert list(known["source"]) == ["x", "clips", "y"], "no source given: the folder's name"
+    assert skipped == {"failed": 1, "dismissed": 1, "unknown_label": 1, "missing_file": 1}
+    reviews = review.confirmed_reviews(review.read_wrong(wrong), [S, T])
+    assert list(reviews["path"]) == [str((clips / "a.wav").resolve())] and list(reviews["label"]) == [S]
