@@ -136,9 +136,12 @@ if check:
 
 st.subheader("Retrain from reviewed mistakes")
 st.caption("Fine-tunes the serving model on the listed mistakes (not dismissed) plus a replay of its training "
-           "table. The new version is promoted only if it is not worse on the original test table.")
+           "table, then compares old and new on everything known to be right: the original test table, the "
+           "mistakes held aside, every clip of the last checked labelled set and every confirmed review. The new "
+           "version is promoted only if the labelled set and the held-aside mistakes improve and no class or "
+           "source gets worse by more than 1 clip or 1 percentage point.")
 with st.form("retrain-form", border=False):
-    force = st.checkbox("Promote even if the original test accuracy drops", key="retrain-force")
+    force = st.checkbox("Promote even if the verdict says no (experts)", key="retrain-force")
     go = st.form_submit_button("Retrain", type="primary", disabled=jobs_view.running() is not None)
 if go:
     def retrain_job(report, stop_event, force=force):
@@ -154,15 +157,36 @@ job = jobs_view.current()
 live = job is not None and job.running and job.kind in KINDS
 
 
-def metric_rows(report) -> pd.DataFrame:
-    rows = []
-    for part in ("original_test", "mistakes_test"):
-        before, after = report.before.get(part) or {}, report.after.get(part) or {}
-        rows.append({"evaluated on": part.replace("_", " "), "n": before.get("n") or after.get("n"),
-                     "accuracy before": before.get("accuracy"), "accuracy after": after.get("accuracy"),
-                     "balanced accuracy before": before.get("balanced_accuracy"),
-                     "balanced accuracy after": after.get("balanced_accuracy")})
-    return pd.DataFrame(rows)
+MAX_PLAYERS = 6
+
+
+def outcome_text(report) -> str:
+    """One line: promoted, forced or kept."""
+    verdict = report.verdict
+    if report.promoted and verdict is not None and verdict.forced:
+        return f"Promoted {report.new_version} by force, overriding the verdict."
+    if report.promoted:
+        return f"Promoted {report.new_version}: it is better on everything known to be right."
+    kept = f"; {report.new_version} is kept unpromoted" if report.new_version else ""
+    return f"Not promoted: {report.backup_version} keeps serving{kept}."
+
+
+def show_verdict(verdict) -> None:
+    """The reasons, the before/after table, and the clips that changed (with players)."""
+    st.markdown("\n".join(f"- {reason}" for reason in verdict.reasons))
+    st.dataframe(verdict.table(), hide_index=True, key="verdict-table")
+    changed = pd.DataFrame(verdict.changed, columns=["set", "path", "label", "before", "after", "change"])
+    if changed.empty:
+        return
+    changed = changed.drop_duplicates("path")
+    with st.expander(f"Clips that changed: {int((changed['change'] == 'fixed').sum())} fixed, "
+                     f"{int((changed['change'] == 'broken').sum())} broken"):
+        st.dataframe(changed, hide_index=True)
+        for row in changed.sort_values("change").head(MAX_PLAYERS).itertuples(index=False):
+            st.caption(f"{row.change}: {Path(row.path).name} ({display(row.label)}; before {display(row.before)}, "
+                       f"after {display(row.after)})")
+            if Path(row.path).is_file():
+                st.audio(row.path)
 
 
 @st.fragment(run_every=jobs_view.POLL_S if live else None)
@@ -197,15 +221,18 @@ def job_view():
         st.write(result)
     elif snap["kind"] == "retrain" and result is not None:
         report = result
-        (st.success if report.promoted else st.warning)(
-            f"{'Promoted ' + report.new_version if report.promoted else 'Not promoted'}: {report.reason}.")
-        st.dataframe(metric_rows(report), hide_index=True)
+        verdict = report.verdict
+        (st.success if verdict is not None and verdict.passed else st.warning)(outcome_text(report))
+        if verdict is not None:
+            show_verdict(verdict)
+        else:
+            st.caption(report.reason)
         st.caption(f"{report.n_mistakes} mistake(s) used ({report.n_train_mistakes} train, "
                    f"{report.n_test_mistakes} test), {report.n_replay} replayed rows; backup {report.backup_version}.")
         current = store.current_version()
         c1, c2 = st.columns(2)
         if report.new_version and current != report.new_version and c1.button(
-                f"Promote {report.new_version}", key="retrain-promote"):
+                f"Promote {report.new_version} anyway", key="retrain-promote"):
             try:
                 store.promote(report.new_version)
             except SingtalkError as err:

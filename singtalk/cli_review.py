@@ -41,11 +41,14 @@ def _print_event(event: dict) -> None:
 
 def cmd_retrain(args) -> int:
     from .retrain import default_config, retrain
+    from .verdict import Tolerance
 
     config = default_config().replace(epochs=args.epochs, patience=args.patience,
                                       learning_rate=args.learning_rate)
     report = retrain(_store(args), args.wrong, tables_dir=args.tables, config=config, imbalance=args.imbalance,
-                     replay_ratio=args.replay_ratio, tolerance=args.tolerance, force=args.force,
+                     replay_ratio=args.replay_ratio, force=args.force, labelled=args.labelled,
+                     labelled_root=args.root,
+                     tolerance=Tolerance(clips=args.tolerance_clips, points=args.tolerance_points),
                      test_fraction=args.test_fraction, seed=args.seed, trainable_layers=args.trainable_layers,
                      add_layers=args.add_layers, progress=_print_event, jobs=args.jobs)
     print(report.summary())
@@ -71,10 +74,20 @@ def register(sub) -> None:
     p = sub.add_parser("retrain", help="fine-tune the current model on the reviewed mistakes")
     p.add_argument("--wrong", required=True, help="the wrong list (rows not dismissed are used)")
     p.add_argument("--tables", help="the original scaled tables (default: <models>/tables)")
-    p.add_argument("--force", action="store_true", help="promote even when the original test accuracy drops")
-    p.add_argument("--tolerance", type=float, default=0.01, help="accepted drop of original test accuracy")
+    p.add_argument("--labelled", metavar="PREDICTIONS.csv",
+                   help="the labelled set the mistakes came from, judged whole: the predictions file `check` wrote "
+                        "(default: <wrong stem>.predictions.csv beside the wrong list, when there is one) or any "
+                        "path,label[,source] CSV")
+    p.add_argument("--root", help="base folder for the labelled set's relative paths (default: its folder)")
+    p.add_argument("--force", action="store_true",
+                   help="experts: promote even when the verdict says no (the output says it was overridden)")
+    p.add_argument("--tolerance-clips", type=int, default=1,
+                   help="more errors one class or source may make after retraining (default 1 clip) ...")
+    p.add_argument("--tolerance-points", type=float, default=1.0,
+                   help="... or this many percentage points of its clips, whichever is more (default 1)")
     p.add_argument("--imbalance", choices=["class_weight", "smote", "none"], default="class_weight")
-    p.add_argument("--replay-ratio", type=float, default=3.0, help="original training rows replayed per mistake")
+    p.add_argument("--replay-ratio", type=float, default=10.0,
+                   help="original training rows replayed per mistake (default 10; docs/model.md)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="mistakes held out to measure the gain")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=8)

@@ -493,6 +493,7 @@ def check(model, labelled, *, wrong_path, predictions_path=None, root=None, prog
     table["error"] = errors
     table["model_version"] = version
     table["checked_at"] = checked_at
+    table["source"] = list(labelled["source"])
     atomic.write_csv(predictions_path, table)
     return CheckResult(checked=int(ok.sum()), failed=int((~ok).sum()), wrong=int(is_wrong.sum()), new=n_new,
                        resolved=n_resolved, predictions=table, wrong_path=wrong_path,
@@ -593,3 +594,61 @@ def usable_mistakes(wrong: pd.DataFrame, class_names: Sequence[str]) -> tuple[pd
     skipped = {"dismissed": int(dismissed.sum()), "unknown_label": int((~dismissed & unknown).sum()),
                "missing_file": int((~dismissed & ~unknown & missing).sum())}
     return wrong[keep].reset_index(drop=True), skipped
+
+
+# ---------------------------------------------------------------------------
+# clips known to be right, for judging a retrain
+# ---------------------------------------------------------------------------
+REVIEWED_STATUSES = ("confirmed", "relabelled", "resolved")
+
+
+def source_of(path: str, source: str = "") -> str:
+    """A clip's source: the given one, else its folder's name."""
+    return str(source).strip() or Path(path).parent.name
+
+
+def read_known_labels(csv_path, wrong: pd.DataFrame, class_names: Sequence[str], *,
+                      root=None) -> tuple[pd.DataFrame, dict]:
+    """A labelled set or a check's predictions file as ``path,label,source`` for judging a retrain, and counts
+    of the rows left out.
+
+    Relative paths are under ``root`` (default: the CSV's folder); a reviewer's label (wrong list, reviewed) wins; rows that
+    failed to decode (``error``), were dismissed, have a label the model lacks or a missing file are left out.
+    """
+    csv_path = Path(csv_path)
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DatasetError(f"Cannot read the labelled set {csv_path}: {err}") from err
+    if not {"path", "label"} <= set(frame.columns):
+        raise DatasetError(f"{csv_path.name} needs path,label columns to judge a retrain "
+                           f"(found: {', '.join(map(str, frame.columns[:8]))}).")
+    paths = [resolve_path(p, root if root is not None else csv_path.parent) for p in frame["path"]]
+    sources = frame["source"] if "source" in frame.columns else [""] * len(frame)
+    known = pd.DataFrame({"path": paths, "label": frame["label"].str.strip(),
+                          "source": [source_of(p, s) for p, s in zip(paths, sources)],
+                          "error": frame["error"] if "error" in frame.columns else ""})
+    reviewed = wrong[wrong["reviewed_at"].str.strip() != ""].set_index("path")
+    dismissed = set(wrong.loc[wrong["status"] == "dismissed", "path"])
+    for i, path in enumerate(known["path"]):
+        if path in reviewed.index and reviewed.at[path, "label"] and path not in dismissed:
+            known.at[i, "label"] = reviewed.at[path, "label"]
+    failed = known["error"].str.strip() != ""
+    out = known["path"].isin(dismissed) & ~failed
+    unknown = ~known["label"].isin(list(class_names)) & ~failed & ~out
+    exists = pd.Series([Path(p).is_file() for p in known["path"]], index=known.index, dtype=bool)
+    missing = ~exists & ~failed & ~out & ~unknown
+    keep = ~(failed | out | unknown | missing)
+    skipped = {"failed": int(failed.sum()), "dismissed": int(out.sum()), "unknown_label": int(unknown.sum()),
+               "missing_file": int(missing.sum())}
+    return known.loc[keep, ["path", "label", "source"]].drop_duplicates("path").reset_index(drop=True), skipped
+
+
+def confirmed_reviews(wrong: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Every mistake a reviewer confirmed or relabelled (``path,label,source``), file present, label known."""
+    rows = wrong[(wrong["reviewed_at"].str.strip() != "") & wrong["status"].isin(REVIEWED_STATUSES)
+                 & wrong["label"].isin(list(class_names))]
+    rows = rows[np.array([Path(p).is_file() for p in rows["path"]], dtype=bool)]
+    return pd.DataFrame({"path": rows["path"], "label": rows["label"],
+                         "source": [source_of(p) for p in rows["path"]]}).reset_index(drop=True)
+

@@ -419,14 +419,57 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     report = job.snapshot()["result"]
     assert report.n_mistakes == len(wrong) and report.n_replay > 0
     assert outcome[0].startswith(f"Promoted {report.new_version}" if report.promoted else "Not promoted")
-    metrics = next(d.value for d in at.dataframe if "evaluated on" in d.value.columns)
-    assert list(metrics["evaluated on"]) == ["original test", "mistakes test"]
-    assert metrics["accuracy after"].notna().all()
+    verdict_table = next(d.value for d in at.dataframe if "errors before" in d.value.columns)
+    assert {"original test table", "labelled set"} <= set(verdict_table["set"]), "the check's file is judged on"
+    labelled_all = verdict_table[(verdict_table["set"] == "labelled set") & (verdict_table["group"] == "all")]
+    assert labelled_all["n"].iloc[0] == len(labelled) and verdict_table["errors after"].notna().all()
+    reasons = "\n".join(m.value for m in at.markdown)
+    assert all(reason in reasons for reason in report.verdict.reasons)
     from singtalk.registry import ModelStore
 
     store = ModelStore(root)
     assert report.new_version in [v.version for v in store.list_versions()]
     assert store.current_version() == (report.new_version if report.promoted else report.backup_version)
+
+
+def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, test_store, uploads, tmp_path,
+                                                                     monkeypatch):
+    """The retrain job is patched to return a refused verdict (the real one runs in the test above)."""
+    from singtalk import retrain
+    from singtalk.registry import ModelStore
+    from singtalk.verdict import Part, judge
+
+    root = copy_store(test_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    store = ModelStore(root)
+    kept = store.save(store.load().model, store.load().scaler, store.read_metadata(test_store.version),
+                      promote=False, note="retrained (not promoted)")
+    clip = str(test_store.singing_clip)
+    verdict = judge([Part.build("labelled", ["singing", "talking", "talking"], ["singing", "talking", "singing"],
+                                ["talking", "singing", "talking"], sources=["a", "a", "b"], paths=[clip, "/x/2.wav", "/x/3.wav"]),
+                     Part.build("held_aside", ["talking"], ["singing"], ["talking"])])
+
+    def refused(store, wrong_path, **kwargs):
+        return retrain.RetrainReport(promoted=False, reason=verdict.reason, new_version=kept,
+                                     backup_version=test_store.version, before={}, after={}, log_path=tmp_path / "log",
+                                     run_dir=tmp_path, verdict=verdict)
+
+    monkeypatch.setattr(retrain, "retrain", refused)
+    at = fresh_app()
+    at.switch_page("app_pages/review.py").run()
+    next(b for b in at.button if b.label == "Retrain").click().run()
+    assert wait_for_job().state == "done"
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [w.value for w in at.warning] == [f"Not promoted: {test_store.version} keeps serving; {kept} is kept unpromoted."]
+    assert "- The labelled set did not improve: 1 → 2 errors of 3 clips (fixed 1, broke 2)." in \
+        "\n".join(m.value for m in at.markdown)
+    table = next(d.value for d in at.dataframe if "errors before" in d.value.columns)
+    assert list(table.columns) == list(verdict.table().columns)
+    assert "worse beyond tolerance" in set(table["change"]) and len(table) == len(verdict.rows)
+    assert any("2 fixed, 2 broken" in e.label for e in at.expander)
+    next(b for b in at.button if b.label == f"Promote {kept} anyway").click().run()
+    assert store.current_version() == kept
 
 
 # --------------------------------------------------------------------------- three classes: singing, talking, no_voice

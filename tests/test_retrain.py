@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,8 @@ from .store_fixtures import Workspace, base_store, make_workspace, workspace  # 
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE_CLIPS = 3
-TOLERANCE = 0.05
+FLIPPED_PER_CLASS = 10
+REPLAY_RATIO = 10.0
 
 
 @dataclass
@@ -63,8 +65,9 @@ def loop(base_store, tmp_path_factory) -> Loop:
     classifier = Classifier(loaded)
     before_classified = [classifier.classify_source(p).probabilities for p in first.predictions["path"][:PROBE_CLIPS]]
     events: list = []
-    # The original test table has ~30 rows, so 0.05 lets the guard accept at most one clip of noise.
-    report = retrain(ws.store, ws.wrong, progress=events.append, tolerance=TOLERANCE)
+    # Judged on the check's predictions file. Replaying 3 original rows per mistake breaks 3-4 singing clips of the
+    # labelled set (refused: beyond the 1-clip tolerance); 10 per mistake fixes them without (measured on 2 seeds).
+    report = retrain(ws.store, ws.wrong, progress=events.append, replay_ratio=REPLAY_RATIO)
     second = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
     return Loop(ws, first, second, report, events, confirmed, dismissed, before_proba, raw, before_classified)
 
@@ -77,19 +80,29 @@ def test_retrain_promotes_when_not_worse_and_keeps_the_backup(loop):
     versions = {info.version: info for info in store.list_versions()}
     assert set(versions) == {report.backup_version, report.new_version}, "the backup version is kept intact"
     assert store.read_metadata(report.new_version)["parent"] == report.backup_version
-    after, before = report.after["original_test"]["accuracy"], report.before["original_test"]["accuracy"]
-    assert after >= before - TOLERANCE
+    after = report.after["original_test"]["accuracy"]
+    verdict = report.verdict
+    assert verdict.passed and not verdict.forced and not verdict.failures
+    assert report.labelled_path == str(loop.first.predictions_path)
+    table = verdict.table().set_index(["set", "group"])
+    labelled = table.loc[("labelled set", "all")]
+    assert labelled["n"] == loop.first.checked - 1, "every checked clip but the dismissed one"
+    assert labelled["errors after"] < labelled["errors before"]
+    assert {"original test table", "labelled set", "confirmed reviews"} <= set(verdict.table()["set"])
+    assert table.loc[("confirmed reviews", "all"), "n"] == len(loop.confirmed)
     assert report.n_mistakes == len(loop.confirmed)  # the dismissed row is skipped
     assert report.skipped["dismissed"] == 1
     assert report.n_train_mistakes + report.n_test_mistakes == report.n_mistakes
     assert (report.n_test_mistakes > 0) == report.split.startswith("stratified"), report.split
     n_original = len(pd.read_csv(store.root / "tables" / "train_features_scaled.csv"))
-    assert report.n_replay == min(n_original, round(3 * report.n_train_mistakes))
+    assert report.n_replay == min(n_original, round(REPLAY_RATIO * report.n_train_mistakes))
     folder = store.version_dir(report.new_version)
     for name in (LOG_FILE, METRICS_FILE, "history.html"):
         assert (folder / name).is_file(), name
     metrics = json.loads((folder / METRICS_FILE).read_text())
     assert metrics["promoted"] and metrics["after"]["original_test"]["accuracy"] == after
+    assert metrics["verdict"]["passed"] and metrics["verdict"]["rows"] == verdict.rows
+    assert store.read_metadata(report.new_version)["retrain"]["verdict"]["reasons"] == verdict.reasons
     assert "training started" in (folder / LOG_FILE).read_text()
     kinds = [event["kind"] for event in loop.events]
     assert kinds[0] == "stage" and kinds[-1] == "done" and kinds.count("epoch") == len(report.history["loss"])
@@ -125,22 +138,78 @@ def test_rollback_after_retrain_restores_the_earlier_predictions_exactly(loop, t
     pd.testing.assert_frame_equal(rechecked.predictions[columns], loop.first.predictions[columns])
 
 
-def test_not_promoted_when_worse_then_forced(workspace):
+def flip_right_clips(ws: Workspace, check: review.CheckResult) -> list[str]:
+    """A harmful wrong list: the genuine mistakes dismissed, and clips the model gets right reported (not reviewed)
+    with the other label, as a careless "This is wrong" would. The labelled set keeps their true labels."""
+    for path in review.read_wrong(ws.wrong)["path"]:
+        review.review_row(ws.wrong, path, action="dismiss", reviewer="test")
+    table = check.predictions
+    right = table[(table["label"] == table["predicted"]) & (table["error"] == "")]
+    flipped = []
+    for label, group in right.groupby("label"):
+        other = "talking" if label == "singing" else "singing"
+        for path in group["path"].head(FLIPPED_PER_CLASS):
+            review.add_report(ws.wrong, path, label=other, predicted=label, confidence=0.9,
+                              model_version=check.model_version, origin="test:flipped")
+            flipped.append(path)
+    return flipped
+
+
+def test_a_harmful_retrain_is_refused_with_the_reason_then_forced_by_an_expert(workspace, capsys):
+    from singtalk.cli import main
+
     ws = workspace
-    review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    check = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    flipped = flip_right_clips(ws, check)
     shipped = ws.store.current_version()
     wrong_bytes = ws.wrong.read_bytes()
-    kept = retrain(ws.store, ws.wrong, tolerance=-1.0, imbalance="smote")  # demands an impossible gain
-    assert not kept.promoted and "beyond tolerance" in kept.reason
-    assert ws.store.current_version() == shipped
-    assert kept.new_version in {info.version for info in ws.store.list_versions()}
+    kept = retrain(ws.store, ws.wrong)
+    print(f"\n{kept.summary()}\nretrain took {kept.seconds} s")
+    verdict = kept.verdict
+    assert not kept.promoted and not verdict.passed and not verdict.forced
+    assert ws.store.current_version() == shipped, "CURRENT stays on the serving model"
+    assert kept.new_version in {info.version for info in ws.store.list_versions()}, "the new one is kept, unpromoted"
+    assert not ws.store.read_metadata(kept.new_version)["retrain"]["promoted"]
+    labelled = verdict.table().set_index(["set", "group"]).loc[("labelled set", "all")]
+    assert labelled["errors after"] > labelled["errors before"] and labelled["broken"] >= len(flipped) // 3
+    assert any(f.startswith("The labelled set did not improve") for f in verdict.failures), verdict.failures
+    assert kept.reason == verdict.reason and "did not improve" in kept.reason
+    summary = kept.summary()
+    assert "Not promoted: the serving model stays" in summary and "errors before" in summary
+    assert f"not promoted; current stays {shipped}, new version kept as {kept.new_version}" in summary
     assert kept.run_dir.parent == ws.store.root / RUNS_DIR
-    assert (kept.run_dir / METRICS_FILE).is_file() and (kept.run_dir / LOG_FILE).is_file()
+    assert (kept.run_dir / METRICS_FILE).is_file() and "[verdict] Not promoted" in (kept.run_dir / LOG_FILE).read_text()
     assert ws.wrong.read_bytes() == wrong_bytes, "retrain only reads the wrong list"
-    forced = retrain(ws.store, ws.wrong, tolerance=-1.0, force=True)
-    assert forced.promoted and "promoted by force" in forced.reason
-    assert ws.store.current_version() == forced.new_version
-    assert forced.backup_version == shipped
+
+    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--force", "--jobs", "1"])
+    out = capsys.readouterr().out
+    forced = ws.store.current_version()
+    assert code == 0 and forced not in (shipped, kept.new_version)
+    assert "Promoted by force, overriding the verdict, which said no:" in out
+    assert "  - The labelled set did not improve" in out and "errors before" in out
+    assert f"promoted {forced} by force (backup: {shipped})" in out
+    meta = ws.store.read_metadata(forced)["retrain"]
+    assert meta["promoted"] and meta["force"] and meta["verdict"]["forced"]
+
+
+def test_the_labelled_set_is_any_path_label_csv_or_none(workspace, capsys):
+    """--labelled with --root takes a plain labelled CSV (features from the check's cache); without the predictions
+    file beside the wrong list the verdict says there is no labelled set, and judges on the rest."""
+    from singtalk.cli import main
+
+    ws = workspace
+    check = review.check(ws.store.load(), ws.labelled_csv, root=ws.corpus, wrong_path=ws.wrong)
+    check.predictions_path.unlink()
+    alone = retrain(ws.store, ws.wrong, replay_ratio=REPLAY_RATIO, force=True)
+    assert alone.labelled_path == "" and "labelled set" not in set(alone.verdict.table()["set"])
+    assert "No labelled set to measure on." in alone.verdict.reasons
+    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--labelled",
+                 str(ws.labelled_csv), "--root", str(ws.corpus), "--force", "--jobs", "1", "--epochs", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"labelled set: {ws.labelled_csv}\n" in out
+    assert re.search(rf"^\s+labelled set\s+all\s+{check.checked}\s", out, re.MULTILINE), out
+    with pytest.raises(DatasetError, match="No labelled set at"):
+        retrain(ws.store, ws.wrong, labelled=ws.corpus / "nothing.csv")
 
 
 def test_retrain_refuses_an_incompatible_model(workspace):
@@ -182,7 +251,7 @@ def test_retrain_command_with_few_mistakes_trains_without_a_test_part(workspace,
     for path in wrong["path"].iloc[1:]:
         review.review_row(ws.wrong, path, action="dismiss")
     shipped = ws.store.current_version()
-    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--tolerance", "1",
+    code = main(["retrain", "--wrong", str(ws.wrong), "--models", str(ws.store.root), "--force",
                  "--epochs", "5", "--jobs", "1"])
     out = capsys.readouterr()
     assert code == 0 and check.wrong > 1
@@ -235,7 +304,7 @@ def test_sigkill_during_retrain_leaves_a_loadable_store_and_an_intact_wrong_list
     if moment == "training":
         args += ["--epochs", "5000", "--patience", "5000"]
     else:
-        args += ["--epochs", "3", "--tolerance", "1"]
+        args += ["--epochs", "3"]
         env["SINGTALK_TEST_SAVE_PAUSE"] = "model_written:60"
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs = ws.store.root / RUNS_DIR
@@ -318,3 +387,21 @@ def test_seed_ensemble_saves_loads_and_fine_tunes_per_tower(tmp_path):
     copy, trainable = fine_tune_copy(loaded, trainable_layers=1, config=TrainConfig())
     assert sorted(trainable) == [f"tower{k}_probabilities" for k in (1, 2, 3)]
     assert {layer.name for layer in copy.layers if layer.trainable and layer.weights} == set(trainable)
+
+
+def test_anchor_penalty_is_zero_at_the_start_and_grows_as_weights_move():
+    """L2-SP (``anchor``, measured in docs/model.md and not adopted): strength · Σ‖w − w₀‖² over kernels and biases."""
+    import tensorflow as tf
+
+    from singtalk.model import TrainConfig, build_model
+    from singtalk.retrain import fine_tune_copy
+
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(6, 2, TrainConfig(hidden_units=(4,)))
+    copy, trainable = fine_tune_copy(model, trainable_layers=1, config=TrainConfig(), anchor=2.0)
+    plain, _ = fine_tune_copy(model, trainable_layers=1, config=TrainConfig())
+    start = float(tf.add_n(copy.losses))  # the model's own regularisers, if any, and a zero penalty
+    assert start == pytest.approx(float(tf.add_n(plain.losses)) if plain.losses else 0.0, abs=1e-7)
+    layer = copy.get_layer(trainable[0])
+    layer.bias.assign_add(tf.fill(layer.bias.shape, 0.5))  # biases carry no regulariser of their own
+    assert float(tf.add_n(copy.losses)) - start == pytest.approx(2.0 * 0.25 * layer.bias.shape[0], rel=1e-5)

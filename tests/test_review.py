@@ -175,7 +175,7 @@ def test_check_upserts_mistakes_keeps_reviews_marks_resolved_and_is_idempotent(w
     predictions = pd.read_csv(first.predictions_path, dtype=str, keep_default_na=False)
     assert first.predictions_path == ws.wrong.with_name("wrong_audios.predictions.csv")
     assert list(predictions.columns) == ["path", "label", "predicted", "p_singing", "p_talking", "error",
-                                         "model_version", "checked_at"]
+                                         "model_version", "checked_at", "source"]
     assert len(predictions) == len(with_broken)
     bad = predictions[predictions["path"] == str(broken.resolve())].iloc[0]
     assert bad["predicted"] == "" and bad["error"], "the failure is logged with its error"

@@ -186,15 +186,17 @@ def test_three_class_train_check_review_retrain_round_trip(corpus, manifest, tmp
     assert "training started" in proc.stderr and "epoch 1/15" in proc.stderr
     verdict = next(line for line in proc.stdout.splitlines() if line.startswith(("promoted ", "not promoted ")))
     promoted = re.fullmatch(rf"promoted (\S+) \(backup: {re.escape(first)}\)", verdict)
-    kept = re.fullmatch(rf"not promoted \(original test accuracy \S+ vs \S+ before \(beyond tolerance 0\.01\)\); "
-                        rf"current stays {re.escape(first)}, new version kept as (\S+)", verdict)
+    kept = re.fullmatch(rf"not promoted; current stays {re.escape(first)}, new version kept as (\S+)", verdict)
     assert promoted or kept, verdict
+    assert f"labelled set: {review.predictions_path_for(wrong_csv)}" in proc.stdout, "check's file is judged on"
+    assert ("Promoted: the new model is better" if promoted else "Not promoted: the serving model stays") in proc.stdout
+    assert re.search(rf"^\s+labelled set\s+all\s+{len(check_set)}\s", proc.stdout, re.MULTILINE), proc.stdout
     second = (promoted or kept).group(1)
     assert versions_of(store) == {first, second} and second != first
     assert current(store) == (second if promoted else first)
     meta2 = metadata(store, second)
     assert meta2["class_names"] == classes and meta2["parent"] == first
-    assert meta2["retrain"]["promoted"] == bool(promoted)
+    assert meta2["retrain"]["promoted"] == bool(promoted) == meta2["retrain"]["verdict"]["passed"]
     assert meta2["trained_on"]["retrain"]["mistakes"] == n_wrong
     run = json.loads((store / "versions" / second / "retrain.json").read_text())
     assert run["n_mistakes"] == n_wrong and run["skipped"] == {"dismissed": 0, "unknown_label": 0, "missing_file": 0}
