@@ -148,22 +148,25 @@ def _ordered(submit: Callable[[object], object], items: Sequence, *, limit: int,
 
 
 # -- features on the cluster ---------------------------------------------------
-def _features_task(packed: tuple[str, bytes | None, int]) -> tuple[np.ndarray | None, str]:
-    from .dataset import _safe_features
+FeatureWork = Callable[[str], tuple]
+"""``path → (vector or None, error)``: a module-level function (Ray ships it by reference)."""
 
+
+def _features_task(packed: tuple[str, bytes | None, int], work: FeatureWork) -> tuple[np.ndarray | None, str]:
     path, data, size = packed
     with _node_threads(), _readable_here(path, data, size) as local:  # same file name: same error messages
-        return _safe_features(local)
+        return work(local)
 
 
-def cluster_features(paths: Sequence[str], *, address: str,
+def cluster_features(paths: Sequence[str], work: FeatureWork, *, address: str,
                      progress: Progress | None = None) -> list[tuple[np.ndarray | None, str]]:
-    """``(vector or None, error)`` per path, in order, computed by Ray tasks on the cluster at ``address``."""
+    """``work(path)`` for each path, in order, run by Ray tasks on the cluster at ``address``
+    (:func:`singtalk.dataset.extract_all` passes its feature extractor)."""
     import ray
 
     connect(address)
     remote = ray.remote(num_cpus=1, max_retries=2)(_features_task)
-    return _ordered(lambda p: remote.remote(_pack(p)), list(paths),
+    return _ordered(lambda p: remote.remote(_pack(p), work), list(paths),
                     limit=IN_FLIGHT_PER_CPU * cluster_cpus(), progress=progress)
 
 

@@ -273,7 +273,7 @@ def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | Non
             raise DatasetError("A custom feature worker cannot run on a cluster.")
         from .batch import cluster_features
 
-        results = cluster_features(list(paths), address=cluster, progress=progress)
+        results = cluster_features(list(paths), _safe_features, address=cluster, progress=progress)
     elif jobs == 1 or total < 4:
         for i, path in enumerate(paths):
             results[i] = worker(path)
