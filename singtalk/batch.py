@@ -19,8 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -181,6 +179,13 @@ def model_version(models_root: str | os.PathLike) -> str:
     return version
 
 
+def model_classes(models_root: str | os.PathLike, version: str) -> list[str]:
+    """The class names of a stored version, from its metadata (no TensorFlow needed)."""
+    from .registry import ModelStore
+
+    return list(ModelStore(models_root).read_metadata(version)["class_names"])
+
+
 def _load_classifier(models_root: str, version: str | None, *, separate: bool = False):
     """The classifier; with ``separate``, Spleeter is built up front too, before any input is read."""
     from .classify import Classifier
@@ -195,6 +200,25 @@ def _load_classifier(models_root: str, version: str | None, *, separate: bool = 
 
 _WORKER: dict = {}
 
+TEST_DELAY_ENV = "SINGTALK_TEST_CLIP_DELAY"  # tests only: seconds to sleep before each input
+TEST_KILL_ENV = "SINGTALK_TEST_KILL_ON"  # tests only: a worker SIGKILLs itself on an input containing this
+TEST_TRACE_ENV = "SINGTALK_TEST_TRACE"  # tests only: a file each classified input is appended to
+
+
+def _test_hooks(source) -> None:
+    """Test hooks (environment, unset in use): slow each input, kill the worker on one, record each input."""
+    if os.environ.get(TEST_TRACE_ENV):
+        with open(os.environ[TEST_TRACE_ENV], "a", encoding="utf-8") as trace:
+            trace.write(f"{os.getpid()} {source}\n")
+    if os.environ.get(TEST_KILL_ENV) and os.environ[TEST_KILL_ENV] in str(source) and _WORKER:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(TEST_DELAY_ENV):
+        import time
+
+        time.sleep(float(os.environ[TEST_DELAY_ENV]))
+
 
 def _init_worker(models_root: str, version: str, separate: bool) -> None:
     """Pool initialiser: one TensorFlow thread per worker (NumPy's BLAS keeps its default, so features
@@ -206,18 +230,36 @@ def _init_worker(models_root: str, version: str, separate: bool) -> None:
 def _worker_classify(source):
     if "classifier" not in _WORKER:
         _WORKER["classifier"] = _load_classifier(_WORKER["root"], _WORKER["version"], separate=_WORKER["separate"])
+    _test_hooks(source)
     return classify_safely(_WORKER["classifier"], source, separate=_WORKER["separate"])
 
 
 def _local_pool(sources: list, *, models_root: str, version: str, separate: bool, jobs: int,
-                progress: Progress | None) -> Iterator[Outcome]:
-    context = get_context("spawn")  # never fork a process that may hold TensorFlow's threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(models_root, version, separate)) as pool:
-        for i, (source, (prediction, error)) in enumerate(zip(sources, pool.map(_worker_classify, sources))):
-            yield source, prediction, error
-            if progress:
-                progress(i + 1, len(sources))
+                progress: Progress | None, notice: Callable[[str], None] | None) -> Iterator[Outcome]:
+    """Outcomes as they finish from ``jobs`` worker processes; a lost worker costs a retry (:mod:`singtalk.pool`)."""
+    from . import pool
+
+    def retrying(index: int, exitcode: int | None) -> None:
+        if notice:
+            how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"status {exitcode}"
+            notice(f"a worker process died ({how}) classifying {sources[index]}: trying it again in a fresh worker")
+
+    results = pool.run(sources, work=_worker_classify, init=_init_worker, init_args=(models_root, version, separate),
+                       jobs=jobs, on_retry=retrying)
+    for done, (index, result, death) in enumerate(results, start=1):
+        prediction, error = result if result is not None else (None, death)
+        yield sources[index], prediction, error
+        if progress:
+            progress(done, len(sources))
+
+
+def _in_process(classifier, sources: list, *, separate: bool, progress: Progress | None) -> Iterator[Outcome]:
+    """Outcomes one after the other in this process."""
+    for done, source in enumerate(sources, start=1):
+        _test_hooks(source)
+        yield (source, *classify_safely(classifier, source, separate=separate))
+        if progress:
+            progress(done, len(sources))
 
 
 class _ClassifyActor:
@@ -280,15 +322,18 @@ def _cluster_classify(sources: list, *, address: str, models_root: str, version:
 
 
 def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate: bool = False, jobs: int = 1,
-                  cluster: str | None = None, progress: Progress | None = None) -> tuple[str, Iterator[Outcome]]:
-    """``(model version, iterator of (source, Prediction | None, error))`` in input order.
+                  cluster: str | None = None, progress: Progress | None = None,
+                  notice: Callable[[str], None] | None = None) -> tuple[str, Iterator[Outcome]]:
+    """``(model version, iterator of (source, Prediction | None, error))``, each input once, as they finish.
 
-    ``cluster`` runs on the Ray cluster at that address; otherwise ``jobs`` > 1
-    spreads the inputs over that many worker processes on this machine (each
-    loads the model once); one job, or a single input, runs in this process.
+    ``cluster`` runs on the Ray cluster at that address (outcomes in input order); otherwise ``jobs`` > 1
+    spreads the inputs over that many worker processes on this machine (each loads the model once; a
+    worker that dies costs its input one retry in a fresh worker, then an error row); one job, or a
+    single input, runs in this process, in input order.
     A bad input gives an error row (as :func:`singtalk.classify.label_batch`); a ``no_voice``
     answer (also the one vocal extraction gives when it keeps only leakage) is a Prediction, not
-    an error; a missing or incompatible model stops the batch before any input is read.
+    an error; a missing or incompatible model stops the batch before any input is read. ``notice``
+    hears of faults the batch recovers from (a lost worker).
     """
     sources = list(sources)
     models_root = str(models_root)
@@ -300,8 +345,6 @@ def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate
     if jobs > 1:
         version = model_version(models_root)
         return version, _local_pool(sources, models_root=models_root, version=version, separate=separate,
-                                    jobs=jobs, progress=progress)
-    from .classify import label_batch
-
+                                    jobs=jobs, progress=progress, notice=notice)
     classifier = _load_classifier(models_root, None, separate=separate)
-    return classifier.version, label_batch(classifier, sources, separate=separate, progress=progress)
+    return classifier.version, _in_process(classifier, sources, separate=separate, progress=progress)
