@@ -284,41 +284,76 @@ class _ClassifyActor:
             with _node_threads():
                 return classify_safely(self._classifier, source, separate=self._separate)
         path, data, size = packed
+        _test_hooks(path)
         with _node_threads(), _readable_here(path, data, size) as local:
             return classify_safely(self._classifier, local, separate=self._separate, name=Path(path).name)
 
 
 def _cluster_classify(sources: list, *, address: str, models_root: str, version: str, separate: bool,
-                      progress: Progress | None) -> Iterator[Outcome]:
+                      progress: Progress | None, notice: Callable[[str], None] | None) -> Iterator[Outcome]:
     import ray
-    from ray.util import ActorPool
 
     from .registry import VERSION_FILES, ModelStore
+    from .sources import is_url
 
     connect(address)
     folder = ModelStore(models_root).version_dir(version)
     files = {name: (folder / name).read_bytes() for name in VERSION_FILES}
-    actor_class = ray.remote(num_cpus=1)(_ClassifyActor)
+    actor_class = ray.remote(num_cpus=1, max_restarts=0)(_ClassifyActor)
     n_actors = max(1, min(cluster_cpus(), len(sources)))
     actors = [actor_class.remote(version, files, separate) for _ in range(n_actors)]
-    from .sources import is_url
-
     work = [(s, None if is_url(s) else _pack(s)) for s in sources]
-    pool = ActorPool(actors)
     try:
-        results = pool.map(lambda actor, item: actor.classify.remote(*item), work)
-        for i, (source, (prediction, error)) in enumerate(zip(sources, results)):
-            yield source, prediction, error
+        for done, (index, prediction, error) in enumerate(_on_actors(actors, work, address, notice), start=1):
+            yield sources[index], prediction, error
             if progress:
-                progress(i + 1, len(sources))
-    except ray.exceptions.RayTaskError as err:
-        cause = err.as_instanceof_cause()
-        if isinstance(cause, SingtalkError):
-            raise SingtalkError(str(cause).splitlines()[-1]) from None
-        raise
+                progress(done, len(sources))
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+ACTOR_RETRIES = 1
+"""An input whose actor was lost (its node or process died) is tried this many more times on another actor."""
+
+
+def _on_actors(actors: list, work: list, address: str, notice) -> Iterator[tuple[int, object, str]]:
+    """``(index, Prediction | None, error)`` as calls finish, one call per actor at a time.
+
+    An actor that dies (its node lost, its process killed) leaves the pool, and the input it held goes to
+    another actor (once; then it gets an error row); when no actor is left, :class:`ClusterUnavailable`.
+    """
+    import ray
+    from collections import Counter, deque
+
+    idle, pending, queue, losses = list(actors), {}, deque(range(len(work))), Counter()
+    while queue or pending:
+        while idle and queue:
+            actor, index = idle.pop(), queue.popleft()
+            pending[actor.classify.remote(*work[index])] = (actor, index)
+        if not pending:
+            raise ClusterUnavailable(f"No node of the cluster at {address} is left to classify on.")
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        actor, index = pending.pop(ref)
+        try:
+            prediction, error = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            losses[index] += 1
+            if losses[index] <= ACTOR_RETRIES:
+                queue.appendleft(index)
+                if notice:
+                    notice(f"the cluster lost the worker classifying {work[index][0]}: trying it on another")
+            else:
+                yield index, None, ("the cluster worker classifying this input was lost (its node or process "
+                                    "died), twice; try it alone")
+            continue
+        except ray.exceptions.RayTaskError as err:
+            cause = err.as_instanceof_cause()
+            if isinstance(cause, SingtalkError):
+                raise SingtalkError(str(cause).splitlines()[-1]) from None
+            raise
+        idle.append(actor)
+        yield index, prediction, error
 
 
 def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate: bool = False, jobs: int = 1,
@@ -326,7 +361,8 @@ def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate
                   notice: Callable[[str], None] | None = None) -> tuple[str, Iterator[Outcome]]:
     """``(model version, iterator of (source, Prediction | None, error))``, each input once, as they finish.
 
-    ``cluster`` runs on the Ray cluster at that address (outcomes in input order); otherwise ``jobs`` > 1
+    ``cluster`` runs on the Ray cluster at that address (an actor lost with its node costs its input one
+    retry on another actor, then an error row); otherwise ``jobs`` > 1
     spreads the inputs over that many worker processes on this machine (each loads the model once; a
     worker that dies costs its input one retry in a fresh worker, then an error row); one job, or a
     single input, runs in this process, in input order.
@@ -340,7 +376,7 @@ def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate
     if cluster:
         version = model_version(models_root)
         return version, _cluster_classify(sources, address=cluster, models_root=models_root, version=version,
-                                          separate=separate, progress=progress)
+                                          separate=separate, progress=progress, notice=notice)
     jobs = max(1, min(int(jobs or 1), len(sources)))
     if jobs > 1:
         version = model_version(models_root)
