@@ -44,9 +44,13 @@ def _serve(conn, init: Callable, init_args: tuple, work: Callable) -> None:
             return
         index, item = message
         try:
-            conn.send((index, ("ok", work(item))))
+            reply = (index, ("ok", work(item)))
         except SingtalkError as err:  # e.g. the model cannot be loaded: the whole batch stops
-            conn.send((index, ("fatal", str(err))))
+            reply = (index, ("fatal", str(err)))
+        try:
+            conn.send(reply)
+        except OSError:  # the parent is gone
+            return
 
 
 def death_message(exitcode: int | None, tries: int) -> str:

@@ -71,7 +71,7 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 180):
         value = condition()
         if value:
             return value
-        assert proc.poll() is None, f"the batch ended early: {proc.communicate()[1][-2000:]}"
+        assert proc.poll() is None, f"ended early: {(proc.communicate()[1] or '')[-2000:]}"
         time.sleep(0.1)
     pytest.fail("timed out waiting for the batch")
 
