@@ -1,7 +1,8 @@
 """``singtalk`` command line: every pipeline step headless, thin over the library.
 
 Problems print as one line each (``error: ...``), never a traceback; the exit
-status is 0 on success, 1 when some inputs failed, 2 on a usage or setup error.
+status is 0 on success, 1 when some inputs failed, 2 on a usage or setup error,
+130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def cmd_classify(args) -> int:
         print(f"interrupted{where}", file=sys.stderr)
         return 130
     except SingtalkError as err:
-        if args.csv:
+        if args.csv and files.kept + sum(counts.values()):
             raise SingtalkError(f"{err} ({args.csv} holds the inputs that finished: --resume continues)") from None
         raise
     finally:
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output CSV (default: stdout), written row by row as inputs finish; an existing OUT "
                         "(and --timeline, --segments file) is first moved to OUT.bak, unless --resume")
     p.add_argument("--resume", action="store_true",
-                   help="continue into an existing OUT: keep its rows answered by this model version and classify "
+                   help="continue an interrupted or crashed run in OUT: keep its rows answered by this model version and classify "
                         "only the other inputs (error rows and rows of another version are redone)")
     p.add_argument("--timeline", help="per-window CSV (4 s windows every 2 s: start_s,end_s,label,p_<class>)")
     p.add_argument("--segments", metavar="OUT",
