@@ -150,6 +150,7 @@ def _features_task(packed: tuple[str, bytes | None, int]) -> tuple[np.ndarray | 
     from .dataset import _safe_features
 
     path, data, size = packed
+    _test_hooks(path)
     with _node_threads(), _readable_here(path, data, size) as local:  # same file name: same error messages
         return _safe_features(local)
 

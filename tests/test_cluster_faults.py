@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.test_batch_faults import (_children, _rows, _start, _table, _trace, _wait_for, clips,  # noqa: F401
+from singtalk import dataset
+from singtalk.config import REPO_ROOT
+from tests.test_batch_faults import (CLI, _children, _env, _start, _table, _trace, _wait_for, clips,  # noqa: F401
                                      reference)
 from tests.test_cluster import RAY, _free_port
 
@@ -70,21 +72,25 @@ def two_nodes(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _kill_node_while_it_works(node: subprocess.Popen, trace: Path, proc: subprocess.Popen) -> str:
+    """SIGKILL every process of ``node`` once one of them has taken an input; that input."""
+    on_node = _wait_for(lambda: [p for p, _ in _trace(trace) if p in _descendants(node.pid)], proc)
+    for pid in _descendants(node.pid) | {node.pid}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.5)
+    return [s for p, s in _trace(trace) if p == on_node[-1]][-1]
+
+
 def test_a_lost_node_costs_its_input_one_retry(two_nodes, clips, reference, tmp_path):
     """The second node's processes SIGKILLed while its actor holds an input: that input is classified again on
     the node that remains, and every input gets the straight run's row; exit 0, no traceback."""
     address, node, trace = two_nodes
     out = tmp_path / "out.csv"
     proc = _start(*clips, "--cluster", address, "--csv", out)
-    on_node = _wait_for(lambda: [p for p, _ in _trace(trace) if p in _descendants(node.pid)], proc)
-    victims = _descendants(node.pid) | {node.pid}
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    time.sleep(0.5)
-    held = [s for p, s in _trace(trace) if p == on_node[-1]][-1]
+    held = _kill_node_while_it_works(node, trace, proc)
     _, stderr = proc.communicate(timeout=300)
     print(stderr)
     assert proc.returncode == 0, stderr
@@ -92,3 +98,24 @@ def test_a_lost_node_costs_its_input_one_retry(two_nodes, clips, reference, tmp_
     assert f"the cluster lost the worker classifying {held}: trying it on another" in stderr
     assert [s for _, s in _trace(trace)].count(held) == 2
     pd.testing.assert_frame_equal(_table(out), reference[0])
+
+
+def test_features_on_a_lost_node_are_computed_again(two_nodes, clips, tmp_path):
+    """``features --cluster`` (Ray tasks, ``max_retries=2``) with the second node SIGKILLed mid-build: the lost
+    task runs again on the node that remains, and the tables are byte for byte those of a local build."""
+    address, node, trace = two_nodes
+    labelled = tmp_path / "set.csv"
+    pd.DataFrame({"path": clips, "label": [Path(c).parts[-3] for c in clips]}).to_csv(labelled, index=False)
+    features = [*CLI[:-1], "features", str(labelled), "--test-size", "0.5"]
+    proc = subprocess.Popen([*features, "--out", str(tmp_path / "remote"), "--cluster", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO_ROOT)
+    held = _kill_node_while_it_works(node, trace, proc)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert [s for _, s in _trace(trace)].count(held) == 2, "the lost task ran again"
+    local = subprocess.run([*features, "--out", str(tmp_path / "local"), "--jobs", "1"], capture_output=True,
+                           text=True, env=_env(), cwd=REPO_ROOT, timeout=300)
+    assert local.returncode == 0, local.stderr
+    assert local.stdout.splitlines()[0] == stdout.splitlines()[-2], "the same rows and failed files"
+    for name in (dataset.RAW_TABLE, dataset.TRAIN_TABLE, dataset.TEST_TABLE, dataset.SCALER_FILE):
+        assert (tmp_path / "remote" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
