@@ -86,8 +86,7 @@ def cmd_classify(args) -> int:
         if todo:
             _classify_into(files, todo, args, counts)
         files.finish()
-    except KeyboardInterrupt:
-        files.close()
+    except KeyboardInterrupt:  # the rows that finished are on disk already
         where = (f": {args.csv} holds the {files.kept + sum(counts.values())} inputs that finished; the same "
                  "command with --resume classifies the rest") if args.csv else ""
         print(f"interrupted{where}", file=sys.stderr)
