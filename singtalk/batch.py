@@ -19,8 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -154,6 +152,7 @@ FeatureWork = Callable[[str], tuple]
 
 def _features_task(packed: tuple[str, bytes | None, int], work: FeatureWork) -> tuple[np.ndarray | None, str]:
     path, data, size = packed
+    _test_hooks(path)
     with _node_threads(), _readable_here(path, data, size) as local:  # same file name: same error messages
         return work(local)
 
@@ -184,6 +183,13 @@ def model_version(models_root: str | os.PathLike) -> str:
     return version
 
 
+def model_classes(models_root: str | os.PathLike, version: str) -> list[str]:
+    """The class names of a stored version, from its metadata (no TensorFlow needed)."""
+    from .registry import ModelStore
+
+    return list(ModelStore(models_root).read_metadata(version)["class_names"])
+
+
 def _load_classifier(models_root: str, version: str | None, *, separate: bool = False):
     """The classifier; with ``separate``, Spleeter is built up front too, before any input is read."""
     from .classify import Classifier
@@ -198,6 +204,25 @@ def _load_classifier(models_root: str, version: str | None, *, separate: bool = 
 
 _WORKER: dict = {}
 
+TEST_DELAY_ENV = "SINGTALK_TEST_CLIP_DELAY"  # tests only: seconds to sleep before each input
+TEST_KILL_ENV = "SINGTALK_TEST_KILL_ON"  # tests only: a worker SIGKILLs itself on an input containing this
+TEST_TRACE_ENV = "SINGTALK_TEST_TRACE"  # tests only: a file each classified input is appended to
+
+
+def _test_hooks(source) -> None:
+    """Test hooks (environment, unset in use): slow each input, kill the worker on one, record each input."""
+    if os.environ.get(TEST_TRACE_ENV):
+        with open(os.environ[TEST_TRACE_ENV], "a", encoding="utf-8") as trace:
+            trace.write(f"{os.getpid()} {source}\n")
+    if os.environ.get(TEST_KILL_ENV) and os.environ[TEST_KILL_ENV] in str(source) and _WORKER:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(TEST_DELAY_ENV):
+        import time
+
+        time.sleep(float(os.environ[TEST_DELAY_ENV]))
+
 
 def _init_worker(models_root: str, version: str, separate: bool) -> None:
     """Pool initialiser: one TensorFlow thread per worker (NumPy's BLAS keeps its default, so features
@@ -209,18 +234,36 @@ def _init_worker(models_root: str, version: str, separate: bool) -> None:
 def _worker_classify(source):
     if "classifier" not in _WORKER:
         _WORKER["classifier"] = _load_classifier(_WORKER["root"], _WORKER["version"], separate=_WORKER["separate"])
+    _test_hooks(source)
     return classify_safely(_WORKER["classifier"], source, separate=_WORKER["separate"])
 
 
 def _local_pool(sources: list, *, models_root: str, version: str, separate: bool, jobs: int,
-                progress: Progress | None) -> Iterator[Outcome]:
-    context = get_context("spawn")  # never fork a process that may hold TensorFlow's threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(models_root, version, separate)) as pool:
-        for i, (source, (prediction, error)) in enumerate(zip(sources, pool.map(_worker_classify, sources))):
-            yield source, prediction, error
-            if progress:
-                progress(i + 1, len(sources))
+                progress: Progress | None, notice: Callable[[str], None] | None) -> Iterator[Outcome]:
+    """Outcomes as they finish from ``jobs`` worker processes; a lost worker costs a retry (:mod:`singtalk.pool`)."""
+    from . import pool
+
+    def retrying(index: int, exitcode: int | None) -> None:
+        if notice:
+            how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"status {exitcode}"
+            notice(f"a worker process died ({how}) classifying {sources[index]}: trying it again in a fresh worker")
+
+    results = pool.run(sources, work=_worker_classify, init=_init_worker, init_args=(models_root, version, separate),
+                       jobs=jobs, on_retry=retrying)
+    for done, (index, result, death) in enumerate(results, start=1):
+        prediction, error = result if result is not None else (None, death)
+        yield sources[index], prediction, error
+        if progress:
+            progress(done, len(sources))
+
+
+def _in_process(classifier, sources: list, *, separate: bool, progress: Progress | None) -> Iterator[Outcome]:
+    """Outcomes one after the other in this process."""
+    for done, source in enumerate(sources, start=1):
+        _test_hooks(source)
+        yield (source, *classify_safely(classifier, source, separate=separate))
+        if progress:
+            progress(done, len(sources))
 
 
 class _ClassifyActor:
@@ -245,66 +288,103 @@ class _ClassifyActor:
             with _node_threads():
                 return classify_safely(self._classifier, source, separate=self._separate)
         path, data, size = packed
+        _test_hooks(path)
         with _node_threads(), _readable_here(path, data, size) as local:
             return classify_safely(self._classifier, local, separate=self._separate, name=Path(path).name)
 
 
 def _cluster_classify(sources: list, *, address: str, models_root: str, version: str, separate: bool,
-                      progress: Progress | None) -> Iterator[Outcome]:
+                      progress: Progress | None, notice: Callable[[str], None] | None) -> Iterator[Outcome]:
     import ray
-    from ray.util import ActorPool
 
     from .registry import VERSION_FILES, ModelStore
+    from .sources import is_url
 
     connect(address)
     folder = ModelStore(models_root).version_dir(version)
     files = {name: (folder / name).read_bytes() for name in VERSION_FILES}
-    actor_class = ray.remote(num_cpus=1)(_ClassifyActor)
+    actor_class = ray.remote(num_cpus=1, max_restarts=0)(_ClassifyActor)
     n_actors = max(1, min(cluster_cpus(), len(sources)))
     actors = [actor_class.remote(version, files, separate) for _ in range(n_actors)]
-    from .sources import is_url
-
     work = [(s, None if is_url(s) else _pack(s)) for s in sources]
-    pool = ActorPool(actors)
     try:
-        results = pool.map(lambda actor, item: actor.classify.remote(*item), work)
-        for i, (source, (prediction, error)) in enumerate(zip(sources, results)):
-            yield source, prediction, error
+        for done, (index, prediction, error) in enumerate(_on_actors(actors, work, address, notice), start=1):
+            yield sources[index], prediction, error
             if progress:
-                progress(i + 1, len(sources))
-    except ray.exceptions.RayTaskError as err:
-        cause = err.as_instanceof_cause()
-        if isinstance(cause, SingtalkError):
-            raise SingtalkError(str(cause).splitlines()[-1]) from None
-        raise
+                progress(done, len(sources))
     finally:
         for actor in actors:
             ray.kill(actor)
 
 
-def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate: bool = False, jobs: int = 1,
-                  cluster: str | None = None, progress: Progress | None = None) -> tuple[str, Iterator[Outcome]]:
-    """``(model version, iterator of (source, Prediction | None, error))`` in input order.
+ACTOR_RETRIES = 1
+"""An input whose actor was lost (its node or process died) is tried this many more times on another actor."""
 
-    ``cluster`` runs on the Ray cluster at that address; otherwise ``jobs`` > 1
-    spreads the inputs over that many worker processes on this machine (each
-    loads the model once); one job, or a single input, runs in this process.
+
+def _on_actors(actors: list, work: list, address: str, notice) -> Iterator[tuple[int, object, str]]:
+    """``(index, Prediction | None, error)`` as calls finish, one call per actor at a time.
+
+    An actor that dies (its node lost, its process killed) leaves the pool, and the input it held goes to
+    another actor (once; then it gets an error row); when no actor is left, :class:`ClusterUnavailable`.
+    """
+    import ray
+    from collections import Counter, deque
+
+    idle, pending, queue, losses = list(actors), {}, deque(range(len(work))), Counter()
+    while queue or pending:
+        while idle and queue:
+            actor, index = idle.pop(), queue.popleft()
+            pending[actor.classify.remote(*work[index])] = (actor, index)
+        if not pending:
+            raise ClusterUnavailable(f"No node of the cluster at {address} is left to classify on.")
+        (ref,), _ = ray.wait(list(pending), num_returns=1)
+        actor, index = pending.pop(ref)
+        try:
+            prediction, error = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            losses[index] += 1
+            if losses[index] <= ACTOR_RETRIES:
+                queue.appendleft(index)
+                if notice:
+                    notice(f"the cluster lost the worker classifying {work[index][0]}: trying it on another")
+            else:
+                yield index, None, ("the cluster worker classifying this input was lost (its node or process "
+                                    "died), twice; try it alone")
+            continue
+        except ray.exceptions.RayTaskError as err:
+            cause = err.as_instanceof_cause()
+            if isinstance(cause, SingtalkError):
+                raise SingtalkError(str(cause).splitlines()[-1]) from None
+            raise
+        idle.append(actor)
+        yield index, prediction, error
+
+
+def classify_many(sources: Sequence, *, models_root: str | os.PathLike, separate: bool = False, jobs: int = 1,
+                  cluster: str | None = None, progress: Progress | None = None,
+                  notice: Callable[[str], None] | None = None) -> tuple[str, Iterator[Outcome]]:
+    """``(model version, iterator of (source, Prediction | None, error))``, each input once, as they finish.
+
+    ``cluster`` runs on the Ray cluster at that address (an actor lost with its node costs its input one
+    retry on another actor, then an error row); otherwise ``jobs`` > 1
+    spreads the inputs over that many worker processes on this machine (each loads the model once; a
+    worker that dies costs its input one retry in a fresh worker, then an error row); one job, or a
+    single input, runs in this process, in input order.
     A bad input gives an error row (as :func:`singtalk.classify.label_batch`); a ``no_voice``
     answer (also the one vocal extraction gives when it keeps only leakage) is a Prediction, not
-    an error; a missing or incompatible model stops the batch before any input is read.
+    an error; a missing or incompatible model stops the batch before any input is read. ``notice``
+    hears of faults the batch recovers from (a lost worker).
     """
     sources = list(sources)
     models_root = str(models_root)
     if cluster:
         version = model_version(models_root)
         return version, _cluster_classify(sources, address=cluster, models_root=models_root, version=version,
-                                          separate=separate, progress=progress)
+                                          separate=separate, progress=progress, notice=notice)
     jobs = max(1, min(int(jobs or 1), len(sources)))
     if jobs > 1:
         version = model_version(models_root)
         return version, _local_pool(sources, models_root=models_root, version=version, separate=separate,
-                                    jobs=jobs, progress=progress)
-    from .classify import label_batch
-
+                                    jobs=jobs, progress=progress, notice=notice)
     classifier = _load_classifier(models_root, None, separate=separate)
-    return classifier.version, label_batch(classifier, sources, separate=separate, progress=progress)
+    return classifier.version, _in_process(classifier, sources, separate=separate, progress=progress)

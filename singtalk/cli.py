@@ -1,7 +1,8 @@
 """``singtalk`` command line: every pipeline step headless, thin over the library.
 
 Problems print as one line each (``error: ...``), never a traceback; the exit
-status is 0 on success, 1 when some inputs failed, 2 on a usage or setup error.
+status is 0 on success, 1 when some inputs failed, 2 on a usage or setup error,
+130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -11,28 +12,15 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
 from .errors import SingtalkError
 
 
-def progress_printer(label: str):
-    """A ``(done, total)`` callback drawing a one-line progress bar on stderr."""
-    interactive = sys.stderr.isatty()
-    last = {"shown": -1}
+def progress_printer(label: str, unit: str = "clips"):
+    """A ``(done, total)`` callback: bar, count, rate and time left on stderr (:mod:`singtalk.progress`)."""
+    from .progress import ProgressPrinter
 
-    def show(done: int, total: int) -> None:
-        percent = int(100 * done / max(total, 1))
-        if not interactive and percent // 10 == last["shown"] // 10 and done != total:
-            return
-        last["shown"] = percent
-        bar = "#" * (percent // 4)
-        end = "\n" if done == total or not interactive else ""
-        sys.stderr.write(f"\r{label} [{bar:<25}] {done}/{total}{end}")
-        sys.stderr.flush()
-
-    return show
+    return ProgressPrinter(label, unit=unit)
 
 
 def models_root(args) -> Path:
@@ -53,7 +41,7 @@ def cmd_features(args) -> int:
         labelled = dataset.from_folders(source, classes=classes)
     print(f"{len(labelled)} files, classes: {labelled['label'].value_counts().to_dict()}", file=sys.stderr)
     result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
-                                  progress=progress_printer("features"), cluster=args.cluster)
+                                  progress=progress_printer("features", "files"), cluster=args.cluster)
     print(f"train rows: {result.n_train}, test rows: {result.n_test}, failed files: {len(result.failures)}")
     for path, error in result.failures.itertuples(index=False):
         print(f"failed: {path}: {error}", file=sys.stderr)
@@ -78,101 +66,61 @@ def expand_inputs(inputs) -> list[str]:
     return out
 
 
-CLASSIFY_COLUMNS = ["path", "label", "confidence", "duration_s", "model", "error", "note"]
-"""The per-input CSV: these, with ``p_<class>`` columns (:func:`singtalk.labels.probability_columns`) after
-``confidence``."""
-
-
-def _rounded(value: float, digits: int):
-    """``value`` rounded, or ``""`` for NaN (an empty CSV cell)."""
-    value = float(value)
-    return "" if np.isnan(value) else round(value, digits)
-
-
-def classify_table(outcomes, *, version: str, class_names=()) -> tuple[pd.DataFrame, list]:
-    """The per-input table (one row per input, :data:`CLASSIFY_COLUMNS`) and the ``(source, Prediction)`` pairs.
-
-    ``p_singing, p_talking, p_no_voice`` always (empty where the model has no such class), then a column
-    for any other class of the model or of an answer.
-    """
-    from .labels import probability_columns
-
-    rows, classified, names = [], [], list(class_names)
-    for source, prediction, error in outcomes:
-        row = {"path": source, "label": "", "confidence": "", "duration_s": "", "model": version, "error": error,
-               "note": ""}
-        if prediction is not None:
-            names += [c for c in prediction.probabilities if c not in names]
-            row.update(label=prediction.label, confidence=_rounded(prediction.confidence, 4),
-                       duration_s=_rounded(prediction.duration_s, 2), note=prediction.note)
-            row.update({f"p_{c}": _rounded(p, 4) for c, p in prediction.probabilities.items()})
-            classified.append((source, prediction))
-        rows.append(row)
-    columns = CLASSIFY_COLUMNS[:3] + probability_columns(names) + CLASSIFY_COLUMNS[3:]
-    return pd.DataFrame(rows, columns=columns).fillna(""), classified
-
-
-def segments_table(classified) -> pd.DataFrame:
-    """One row per segment: ``path, start_s, end_s, label, confidence`` (inaSpeechSegmenter's layout)."""
-    from .segments import SEGMENT_COLUMNS
-
-    parts = [p.segments.reindex(columns=SEGMENT_COLUMNS).assign(path=source) for source, p in classified]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["path", *SEGMENT_COLUMNS])
-    return table[["path", *SEGMENT_COLUMNS]]
-
-
-def write_segments(path, classified) -> None:
-    """``--segments``: CSV rows, or JSON records ``[{path, segments: [{start_s, end_s, label, confidence}]}]``
-    when ``path`` ends in ``.json`` (a missing confidence is ``null``); written atomically."""
-    import math
-
-    from . import atomic
-    from .segments import SEGMENT_COLUMNS
-
-    if str(path).lower().endswith(".json"):
-        def clean(value):
-            return None if isinstance(value, float) and math.isnan(value) else value
-
-        records = [{"path": source,
-                    "segments": [{k: clean(v) for k, v in row.items()}
-                                 for row in p.segments.reindex(columns=SEGMENT_COLUMNS).to_dict("records")]}
-                   for source, p in classified]
-        atomic.write_json(path, records)
-    else:
-        atomic.write_csv(path, segments_table(classified))
-
-
 def cmd_classify(args) -> int:
-    from . import atomic
-    from .batch import classify_many
+    from .batch import model_classes, model_version
+    from .batch_files import BatchFiles
 
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise SingtalkError("No inputs: give files, folders or URLs.")
-    version, outcomes = classify_many(inputs, models_root=models_root(args), separate=args.separate,
-                                      jobs=classify_jobs(args.jobs, len(inputs)), cluster=args.cluster,
-                                      progress=progress_printer("classify"))
-    done = []
-    for source, prediction, error in outcomes:  # errors show as they come, not after the whole batch
-        if prediction is None:
-            print(f"error: {source}: {error}", file=sys.stderr)
-        done.append((source, prediction, error))
-    table, classified = classify_table(done, version=version)
-    failed = len(done) - len(classified)
-    if args.csv:
-        atomic.write_csv(args.csv, table)
-    else:
-        table.to_csv(sys.stdout, index=False)
-    if args.timeline:
-        columns = ["path", "start_s", "end_s", "label"]
-        parts = [p.timeline.assign(path=source) for source, p in classified if len(p.timeline)]
-        timeline = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-        ordered = columns + [c for c in timeline.columns if c not in columns]
-        atomic.write_csv(args.timeline, timeline.reindex(columns=ordered))
-    if args.segments:
-        write_segments(args.segments, classified)
-    print(f"{len(classified)} classified, {failed} failed (model {version})", file=sys.stderr)
-    return 1 if failed else 0
+    version = model_version(models_root(args))
+    files = BatchFiles(inputs, version=version, class_names=model_classes(models_root(args), version),
+                       csv_path=args.csv, timeline=args.timeline, segments=args.segments, resume=args.resume)
+    todo = files.start()
+    for saved in files.backups:
+        print(f"note: the earlier file is kept as {saved}", file=sys.stderr)
+    if args.resume:
+        print(f"resuming: {files.kept} inputs kept from {args.csv}, {len(todo)} to classify", file=sys.stderr)
+    counts = {"classified": 0, "failed": 0}
+    try:
+        if todo:
+            _classify_into(files, todo, args, counts)
+        files.finish()
+    except KeyboardInterrupt:  # the rows that finished are on disk already
+        where = (f": {args.csv} holds the {files.kept + sum(counts.values())} inputs that finished; the same "
+                 "command with --resume classifies the rest") if args.csv else ""
+        print(f"interrupted{where}", file=sys.stderr)
+        return 130
+    except SingtalkError as err:
+        if args.csv and files.kept + sum(counts.values()):
+            raise SingtalkError(f"{err} ({args.csv} holds the inputs that finished: --resume continues)") from None
+        raise
+    finally:
+        files.close()
+    kept = f", {files.kept} kept from {args.csv}" if args.resume else ""
+    print(f"{counts['classified']} classified, {counts['failed']} failed{kept} (model {files.version})",
+          file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def _classify_into(files, todo: list[str], args, counts: dict) -> None:
+    """Classify ``todo``, each outcome into ``files`` as it finishes; errors shown as they come."""
+    import contextlib
+
+    from .batch import classify_many
+
+    clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
+    version, outcomes = classify_many(todo, models_root=models_root(args), separate=args.separate,
+                                      jobs=classify_jobs(args.jobs, len(todo)), cluster=args.cluster,
+                                      progress=progress_printer("classify"),
+                                      notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
+    files.version = version  # the version that answers (a promotion may have come in between)
+    with contextlib.closing(outcomes):
+        for source, prediction, error in outcomes:
+            if prediction is None:
+                print(f"{clear}error: {source}: {error}", file=sys.stderr)
+            counts["failed" if prediction is None else "classified"] += 1
+            files.add(source, prediction, error)
 
 
 def cmd_separate(args) -> int:
@@ -217,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="classify files, folders or URLs to CSV")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--csv", help="output CSV (default: stdout)")
+    p.add_argument("--csv", metavar="OUT",
+                   help="output CSV (default: stdout), written row by row as inputs finish; an existing OUT "
+                        "(and --timeline, --segments file) is first moved to OUT.bak, unless --resume")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted or crashed run in OUT: keep its rows answered by this model version and classify "
+                        "only the other inputs (error rows and rows of another version are redone)")
     p.add_argument("--timeline", help="per-window CSV (4 s windows every 2 s: start_s,end_s,label,p_<class>)")
     p.add_argument("--segments", metavar="OUT",
                    help="segments tiling each input (path,start_s,end_s,label,confidence); JSON if OUT ends in .json")
