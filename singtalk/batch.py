@@ -8,7 +8,7 @@ cluster (``address`` = ``HOST:PORT`` of a running Ray head), Ray tasks extract
 features and Ray actors classify.
 
 Nothing on a cluster node needs this checkout's files: the ``singtalk`` package
-is shipped with the job (Ray ``py_modules``), the model version's three files are
+is shipped with the job (Ray ``py_modules``), the model version's files (its NumPy copy too) are
 shipped to each actor, and an input that a node cannot see at the same path is
 shipped as bytes. A node needs the same Python packages (``requirements.lock``),
 ffmpeg, and for ``--separate`` the Spleeter weights (``make setup``).
@@ -297,12 +297,13 @@ def _cluster_classify(sources: list, *, address: str, models_root: str, version:
                       progress: Progress | None, notice: Callable[[str], None] | None) -> Iterator[Outcome]:
     import ray
 
-    from .registry import VERSION_FILES, ModelStore
+    from .registry import NET_FILE, VERSION_FILES, ModelStore
     from .sources import is_url
 
     connect(address)
     folder = ModelStore(models_root).version_dir(version)
-    files = {name: (folder / name).read_bytes() for name in VERSION_FILES}
+    shipped = [*VERSION_FILES, *([NET_FILE] if (folder / NET_FILE).is_file() else [])]  # the NumPy copy: no TF
+    files = {name: (folder / name).read_bytes() for name in shipped}
     actor_class = ray.remote(num_cpus=1, max_restarts=0)(_ClassifyActor)
     n_actors = max(1, min(cluster_cpus(), len(sources)))
     actors = [actor_class.remote(version, files, separate) for _ in range(n_actors)]

@@ -13,20 +13,8 @@ import sys
 from pathlib import Path
 
 
+from .cli_common import classify_jobs, models_root, progress_printer
 from .errors import SingtalkError
-
-
-def progress_printer(label: str, unit: str = "clips"):
-    """A ``(done, total)`` callback: bar, count, rate and time left on stderr (:mod:`singtalk.progress`)."""
-    from .progress import ProgressPrinter
-
-    return ProgressPrinter(label, unit=unit)
-
-
-def models_root(args) -> Path:
-    from .config import models_dir
-
-    return Path(args.models) if getattr(args, "models", None) else models_dir()
 
 
 # -- features ---------------------------------------------------------------
@@ -111,7 +99,7 @@ def _classify_into(files, todo: list[str], args, counts: dict) -> None:
 
     clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
     version, outcomes = classify_many(todo, models_root=models_root(args), separate=args.separate,
-                                      jobs=classify_jobs(args.jobs, len(todo)), cluster=args.cluster,
+                                      jobs=classify_jobs(args.jobs, todo, separate=args.separate), cluster=args.cluster,
                                       progress=progress_printer("classify"),
                                       notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
     files.version = version  # the version that answers (a promotion may have come in between)
@@ -136,18 +124,6 @@ def cmd_separate(args) -> int:
 
 
 # -- parser -----------------------------------------------------------------
-POOL_MIN_INPUTS = 200
-"""Each pool worker spends seconds importing TensorFlow and loading the model: below this many inputs
-one process is faster (docs/performance.md)."""
-
-
-def classify_jobs(requested: int | None, n_inputs: int) -> int:
-    """``--jobs`` as given, else one per core for large batches and 1 for small ones."""
-    if requested:
-        return max(1, requested)
-    return (os.cpu_count() or 1) if n_inputs >= POOL_MIN_INPUTS else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="singtalk", description="Tell singing, talking and no voice apart in any audio.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--separate", action="store_true", help="extract vocals with Spleeter first")
     p.add_argument("--models", help="model store folder (default: $SINGTALK_MODELS or models/)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes, each loading the model (default: one per core from "
-                        f"{POOL_MIN_INPUTS} inputs on, else 1 = this process)")
+                   help="worker processes, each loading the model (default: one per core for several inputs "
+                        "adding up to three minutes of audio or more, else 1 = this process; 1 with --separate)")
     p.add_argument("--cluster", metavar="ADDRESS", help="classify on the Ray cluster at HOST:PORT instead")
     p.set_defaults(func=cmd_classify)
 

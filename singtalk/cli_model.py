@@ -5,11 +5,9 @@ from __future__ import annotations
 import sys
 import tempfile
 
-import pandas as pd
-
 
 def _store(args):
-    from .cli import models_root
+    from .cli_common import models_root
     from .registry import ModelStore
 
     return ModelStore(models_root(args))
@@ -60,6 +58,8 @@ def cmd_tune(args) -> int:
 
 
 def cmd_eda(args) -> int:
+    import pandas as pd
+
     from .eda import write_report
     from .training import load_tables
 

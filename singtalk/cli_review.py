@@ -7,14 +7,14 @@ import sys
 
 
 def _store(args):
-    from .cli import models_root
+    from .cli_common import models_root
     from .registry import ModelStore
 
     return ModelStore(models_root(args))
 
 
 def cmd_check(args) -> int:
-    from .cli import progress_printer
+    from .cli_common import progress_printer
     from .review import check
 
     loaded = _store(args).load()
