@@ -13,7 +13,7 @@ from singtalk import dataset, eda, training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
 from singtalk.labels import CLASSES, display
-from singtalk.roots import inside_roots, shown_path
+from singtalk.roots import all_inside_roots, inside_roots, shown_path
 
 st.header("Dataset")
 team = access.is_team()  # visitors look at the serving model's table; they build nothing and type no path
@@ -72,6 +72,7 @@ def start_build(source: str, classes: str, out: str, test_size: float) -> None:
         path, out_dir = inside_roots(source), inside_roots(out)
         labelled = (dataset.from_manifest(path, classes=wanted) if path.suffix.lower() == ".csv"
                     else dataset.from_folders(path, classes=wanted))
+        all_inside_roots(labelled["path"])  # a manifest may name any file
     except SingtalkError as err:
         st.error(f"{err} Check the path and try again.")
         return

@@ -13,7 +13,7 @@ from singtalk import review
 from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
 from singtalk.labels import CLASSES, display
-from singtalk.roots import inside_roots
+from singtalk.roots import all_inside_roots, inside_roots
 
 PAGE_ROWS = 10
 ACTION_TEXT = {"confirm": "Confirm", "relabel": "Relabel", "dismiss": "Dismiss", "reopen": "Reopen"}
@@ -125,6 +125,7 @@ if check:
         model = resources.classifier()
         labelled = review.read_labelled(inside_roots(labelled_csv), inside_roots(root) if root.strip() else None,
                                         class_names=model.class_names)
+        all_inside_roots(labelled["path"])
     except SingtalkError as err:
         st.error(f"{err}")
     else:

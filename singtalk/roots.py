@@ -46,3 +46,17 @@ def shown_path(path: str) -> str:
         if candidate.is_relative_to(base):
             return str(candidate.relative_to(base))
     return candidate.name
+
+
+def all_inside_roots(paths, roots: list[Path] | None = None) -> None:
+    """:class:`PathRefused` if any of ``paths`` (a labelled set's clips) resolves outside ``roots``."""
+    roots = app_roots() if roots is None else [Path(r).resolve() for r in roots]
+    outside = 0
+    for path in paths:
+        try:
+            inside_roots(path, roots)
+        except PathRefused:
+            outside += 1
+    if outside:
+        raise PathRefused(f"{outside} of the listed files are outside the folders this app may use (the data "
+                          "folder, the work folder and the model store). Move them inside one of them.")

@@ -11,7 +11,7 @@ import pytest
 
 from singtalk.access import BadPasswordHash, Throttle, email_allowed, hash_password, is_loopback, verify_password
 from singtalk.errors import SingtalkError
-from singtalk.roots import REFUSED, PathRefused, inside_roots, shown_path
+from singtalk.roots import REFUSED, PathRefused, all_inside_roots, inside_roots, shown_path
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {"n": 2 ** 10}  # cheap parameters for the tests that do not measure the default
@@ -169,3 +169,11 @@ def test_visitors_see_paths_relative_to_the_data_folder_or_bare_names(roots):
     assert shown_path(str(data / "singing" / "a.flac")) == "singing/a.flac"
     assert shown_path("talking/b.flac") == "talking/b.flac"
     assert shown_path("/srv/private/team/c.wav") == "c.wav"
+
+
+def test_a_labelled_set_naming_files_outside_the_roots_is_refused_with_a_count(roots, tmp_path):
+    data = roots[0]
+    all_inside_roots([data / "a.flac", str(data / "b.flac")])
+    with pytest.raises(PathRefused, match="^2 of the listed files are outside") as refused:
+        all_inside_roots([data / "a.flac", "/etc/passwd", tmp_path / "x.wav"])
+    assert "/" not in str(refused.value)

@@ -262,16 +262,24 @@ def test_dataset_page_refuses_paths_outside_the_roots(app_env, test_store, outsi
     assert not at.exception and [m for m in at.metric if m.label == "Clips"], "inside the model store: shown"
 
 
-def test_build_refuses_an_output_folder_outside_the_roots(app_env, test_store, outside_link):
-    at = fresh_app()
-    at.switch_page("app_pages/dataset.py").run()
-    at.text_input(key="build-source").input(str(test_store.tables))
-    at.text_input(key="build-out").input(str(outside_link / "tables"))
+def test_build_refuses_an_output_folder_or_listed_files_outside_the_roots(app_env, test_store, outside_link):
     from singtalk.jobs import runner
 
+    manifest = Path(app_env["SINGTALK_WORK"]) / "manifest.csv"
+    manifest.write_text(f"path,label\n{test_store.singing_clip},singing\n{test_store.talking_clip},talking\n")
+    at = fresh_app()
+    at.switch_page("app_pages/dataset.py").run()
     before = runner().current
+    at.text_input(key="build-source").input(str(manifest))
+    at.text_input(key="build-out").input(str(outside_link / "tables"))
     next(b for b in at.button if b.label == "Build feature table").click().run()
     assert [e.value for e in at.error if refused(e.value)]
+
+    manifest.write_text(f"path,label\n{test_store.singing_clip},singing\n/etc/passwd,talking\n")
+    at.text_input(key="build-out").input(str(Path(app_env["SINGTALK_WORK"]) / "tables"))
+    next(b for b in at.button if b.label == "Build feature table").click().run()
+    errors = [e.value for e in at.error]
+    assert errors and errors[0].startswith("1 of the listed files are outside the folders"), errors
     assert runner().current is before, "no build started"
 
 
@@ -285,10 +293,17 @@ def test_review_check_refuses_paths_outside_the_roots(app_env, test_store, outsi
         errors = [e.value for e in at.error]
         assert errors and refused(errors[0]), (typed, errors)
         assert "line" not in errors[0], "the file was never parsed"
-    at.text_input(key="check-csv").input(str(Path(app_env["SINGTALK_WORK"]) / "labelled.csv"))
+    listing = Path(app_env["SINGTALK_WORK"]) / "labelled.csv"
+    at.text_input(key="check-csv").input(str(listing))
     at.text_input(key="check-root").input("/etc")
     next(b for b in at.button if b.label == "Run check").click().run()
     assert refused(at.error[0].value), "the folder of relative paths too"
+
+    listing.write_text(f"path,label\n/etc/passwd,singing\n{test_store.singing_clip},singing\n")
+    at.text_input(key="check-root").input("")
+    next(b for b in at.button if b.label == "Run check").click().run()
+    assert at.error[0].value.startswith("1 of the listed files are outside the folders"), at.error[0].value
+    assert "/" not in at.error[0].value
 
 
 def test_training_refuses_a_table_folder_outside_the_roots(app_env, test_store, outside_link):
