@@ -56,7 +56,8 @@ def build_form() -> None:
                                    placeholder="a folder or manifest under the data or work folder")
             classes = st.text_input("Classes (comma-separated, empty = all)", value=", ".join(CLASSES),
                                     key="build-classes",
-                                    help="no_voice: instrumental music, everyday sounds, noise — anything without a voice.")
+                                    help="no_voice: instrumental music, everyday sounds, noise — anything without "
+                                         "a voice.")
             out = st.text_input("Write the tables to", value=str(work_dir() / "tables"), key="build-out")
             test_size = st.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="build-test")
             build = st.form_submit_button("Build feature table", type="primary",
