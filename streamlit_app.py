@@ -13,20 +13,22 @@ import streamlit as st
 if str(Path(__file__).parent) not in sys.path:  # `streamlit run` adds it; AppTest does not
     sys.path.insert(0, str(Path(__file__).parent))
 
-from appkit import resources  # noqa: E402
+from appkit import access, resources  # noqa: E402
 
 st.set_page_config(page_title="singtalk", page_icon=":material/graphic_eq:", layout="wide")
 
-page = st.navigation([
+page = st.navigation([  # a visitor's list holds no team page, so /training and /review do not exist for them
     st.Page("app_pages/classify.py", title="Classify", icon=":material/graphic_eq:", default=True),
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:"),
+] + ([
     st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
     st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
-])
+] if access.is_team() else []))
 
 with st.sidebar:
     version = resources.serving_version()
     st.caption(f"Serving model: **{version}**" if version else "No model installed yet.")
 
+access.sign_in_box()
 page.run()
 resources.warm_up_in_background()

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from appkit import jobs_view, resources
+from appkit import access, jobs_view, resources
 from singtalk import dataset, eda, training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
 from singtalk.labels import CLASSES, display
+from singtalk.roots import all_inside_roots, inside_roots, shown_path
 
 st.header("Dataset")
+team = access.is_team()  # visitors look at the serving model's table; they build nothing and type no path
 
 default_folder = str(resources.store().root / "tables")
 # "tables-chosen" (plain state) survives page switches; the widget's own key does not.
@@ -24,15 +26,16 @@ if "tables-pending" in st.session_state:  # a build just finished: show its tabl
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the feature table…")
-def load(folder: str, stamp: float):
+def load(folder: str, stamp: float, public: bool = False):
+    """The table; ``public``: clip paths relative to the data folder, else bare file names."""
     tables = training.load_tables(folder)
     frame = pd.concat([tables.train.assign(split="train"), tables.test.assign(split="test")], ignore_index=True)
-    return frame, tables.feature_names
+    return (frame.assign(path=frame["path"].map(shown_path)) if public else frame), tables.feature_names
 
 
 @st.cache_data(max_entries=4, show_spinner="Drawing…")
-def figures(folder: str, stamp: float):
-    table, names = load(folder, stamp)
+def figures(folder: str, stamp: float, public: bool = False):
+    table, names = load(folder, stamp, public)
     return eda.figures(table, names), eda.counts(table)
 
 
@@ -41,43 +44,55 @@ def stamp(folder: str) -> float:
     return path.stat().st_mtime if path.is_file() else 0.0
 
 
-# ---------------------------------------------------------------------------- build
-with st.expander("Build a feature table from labelled audio", expanded=False):
-    st.caption("A folder with one sub-folder per class (singing/, talking/, no_voice/…), or a manifest CSV with "
-               "path,label (and speaker,source). Files are decoded, features extracted in parallel; "
-               "failures are listed, not fatal. Train/test are split with no speaker on both sides.")
-    with st.form("build-form", border=False):
-        source = st.text_input("Folder or manifest CSV", key="build-source",
-                               placeholder="/data/corpus or /data/corpus/manifest.csv")
-        classes = st.text_input("Classes (comma-separated, empty = all)", value=", ".join(CLASSES),
-                                key="build-classes",
-                                help="no_voice: instrumental music, everyday sounds, noise — anything without a voice.")
-        out = st.text_input("Write the tables to", value=str(work_dir() / "tables"), key="build-out")
-        test_size = st.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="build-test")
-        build = st.form_submit_button("Build feature table", type="primary",
-                                      disabled=jobs_view.running() is not None)
-    if build:
-        wanted = [c.strip() for c in classes.split(",") if c.strip()] or None
-        try:
-            path = Path(source.strip()).expanduser()
-            labelled = (dataset.from_manifest(path, classes=wanted) if path.suffix.lower() == ".csv"
-                        else dataset.from_folders(path, classes=wanted))
-        except SingtalkError as err:
-            st.error(f"{err} Check the path and try again.")
-        else:
-            out_dir = Path(out.strip()).expanduser()
+# ---------------------------------------------------------------------------- build (team only)
+def build_form() -> None:
+    """The form that builds a feature table from a folder or manifest inside the app's roots."""
+    with st.expander("Build a feature table from labelled audio", expanded=False):
+        st.caption("A folder with one sub-folder per class (singing/, talking/, no_voice/…), or a manifest CSV with "
+                   "path,label (and speaker,source). Files are decoded, features extracted in parallel; "
+                   "failures are listed, not fatal. Train/test are split with no speaker on both sides.")
+        with st.form("build-form", border=False):
+            source = st.text_input("Folder or manifest CSV", key="build-source",
+                                   placeholder="a folder or manifest under the data or work folder")
+            classes = st.text_input("Classes (comma-separated, empty = all)", value=", ".join(CLASSES),
+                                    key="build-classes",
+                                    help="no_voice: instrumental music, everyday sounds, noise — anything without "
+                                         "a voice.")
+            out = st.text_input("Write the tables to", value=str(work_dir() / "tables"), key="build-out")
+            test_size = st.slider("Test share", 0.1, 0.4, 0.2, 0.05, key="build-test")
+            build = st.form_submit_button("Build feature table", type="primary",
+                                          disabled=jobs_view.running() is not None)
+        if build:
+            start_build(source, classes, out, test_size)
 
-            def work(report, stop_event, labelled=labelled, out_dir=out_dir, test_size=test_size):
-                def progress(done, total):
-                    report({"kind": "progress", "done": done, "total": total})
 
-                result = dataset.build_tables(labelled, out_dir, test_size=test_size, jobs=os.cpu_count() or 1,
-                                              progress=progress)
-                return {"folder": str(result.out_dir), "n_train": result.n_train, "n_test": result.n_test,
-                        "failures": result.failures, "class_counts": result.class_counts}
+def start_build(source: str, classes: str, out: str, test_size: float) -> None:
+    """Check the typed paths and the labelled set, then run the build as the background job."""
+    wanted = [c.strip() for c in classes.split(",") if c.strip()] or None
+    try:
+        path, out_dir = inside_roots(source), inside_roots(out)
+        labelled = (dataset.from_manifest(path, classes=wanted) if path.suffix.lower() == ".csv"
+                    else dataset.from_folders(path, classes=wanted))
+        all_inside_roots(labelled["path"])  # a manifest may name any file
+    except SingtalkError as err:
+        st.error(f"{err} Check the path and try again.")
+        return
 
-            if jobs_view.start("features", work):
-                st.session_state["build-started"] = True
+    def work(report, stop_event):
+        def progress(done, total):
+            report({"kind": "progress", "done": done, "total": total})
+
+        result = dataset.build_tables(labelled, out_dir, test_size=test_size, jobs=os.cpu_count() or 1,
+                                      progress=progress)
+        return {"folder": str(result.out_dir), "n_train": result.n_train, "n_test": result.n_test,
+                "failures": result.failures, "class_counts": result.class_counts}
+
+    if jobs_view.start("features", work):
+        st.session_state["build-started"] = True
+
+
+if team:
+    build_form()
 
 
 @st.fragment(run_every=jobs_view.POLL_S if (jobs_view.running() and jobs_view.running().kind == "features")
@@ -106,18 +121,30 @@ def build_progress():
             st.dataframe(result["failures"], hide_index=True, height=160)
 
 
-build_progress()
+if team:
+    build_progress()
+
 
 # ---------------------------------------------------------------------------- explore
-folder = st.text_input("Feature table folder", key="dataset-folder",
-                       help=f"Holds {dataset.TRAIN_TABLE}, {dataset.TEST_TABLE} and {dataset.SCALER_FILE}. "
-                            f"The shipped model's tables are in {default_folder}.")
-st.session_state["tables-chosen"] = folder
+def chosen_folder() -> str:
+    """The team's typed table folder (refused outside the app's roots); the serving model's for visitors."""
+    if not team:
+        st.caption("The feature table the serving model was trained on.")
+        return default_folder
+    typed = st.text_input("Feature table folder", key="dataset-folder",
+                          help=f"Holds {dataset.TRAIN_TABLE}, {dataset.TEST_TABLE} and {dataset.SCALER_FILE}. "
+                               f"The shipped model's tables are in {default_folder}.")
+    st.session_state["tables-chosen"] = typed
+    return str(inside_roots(typed))
+
+
 try:
-    table, names = load(folder, stamp(folder))
-    figs, parts = figures(folder, stamp(folder))
+    folder = chosen_folder()
+    table, names = load(folder, stamp(folder), not team)
+    figs, parts = figures(folder, stamp(folder), not team)
 except SingtalkError as err:
-    st.warning(f"{err} Pick another folder, or build a table above.")
+    st.warning(f"{err} Pick another folder, or build a table above." if team else
+               "The serving model's feature table cannot be read on this server.")
     st.stop()
 
 split = table["split"].value_counts()
@@ -146,11 +173,11 @@ if points:
     point = points[0]
     custom = point.get("customdata") or []
     path = custom[0] if custom else None
-    audio_file = dataset.local_audio(path) if path else None
+    row = table[table["path"] == path].head(1)  # only a clip of this table: the selection comes from the browser
+    audio_file = dataset.local_audio(path) if len(row) else None
     if audio_file:
-        row = table[table["path"] == path].head(1)
-        label = display(row["label"].iloc[0]) if len(row) else "?"
+        label = display(row["label"].iloc[0])
         st.write(f"**{Path(path).name}** — {label}, source {custom[1] if len(custom) > 1 else '?'}")
         st.audio(str(audio_file))
-    elif path:
+    elif len(row):
         st.info(f"{path} is not on this machine, so it cannot be played.")

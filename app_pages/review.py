@@ -7,16 +7,18 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from appkit import jobs_view, resources
+from appkit import access, jobs_view, resources
 from appkit.results import wrong_csv_path
 from singtalk import review
 from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
 from singtalk.labels import CLASSES, display
+from singtalk.roots import all_inside_roots, inside_roots
 
 PAGE_ROWS = 10
 ACTION_TEXT = {"confirm": "Confirm", "relabel": "Relabel", "dismiss": "Dismiss", "reopen": "Reopen"}
 
+access.require_team()
 st.header("Review")
 wrong_path = wrong_csv_path()
 store = resources.store()
@@ -121,7 +123,9 @@ with st.form("check-form", border=False):
 if check:
     try:
         model = resources.classifier()
-        labelled = review.read_labelled(labelled_csv.strip(), root.strip() or None, class_names=model.class_names)
+        labelled = review.read_labelled(inside_roots(labelled_csv), inside_roots(root) if root.strip() else None,
+                                        class_names=model.class_names)
+        all_inside_roots(labelled["path"])
     except SingtalkError as err:
         st.error(f"{err}")
     else:

@@ -8,17 +8,19 @@ import pandas as pd
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from appkit import jobs_view, resources
+from appkit import access, jobs_view, resources
 from singtalk import training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
 from singtalk.labels import display
 from singtalk.model import IMBALANCE_MODES, OPTIMIZERS, TrainConfig
 from singtalk.model_plots import plot_confusion_matrix, plot_roc, plot_trials
+from singtalk.roots import inside_roots
 
 KINDS = ("train", "tune")
 IMBALANCE_TEXT = {"class_weight": "class weights", "smote": "SMOTE oversampling", "none": "nothing"}
 
+access.require_team()
 st.header("Training")
 st.session_state.setdefault("train-folder",
                             st.session_state.get("tables-chosen", str(resources.store().root / "tables")))
@@ -86,6 +88,7 @@ if start:
         hidden = tuple(int(u) for u in units.replace(";", ",").split(",") if u.strip())
         config = TrainConfig(hidden_units=hidden, dropout=dropout, optimizer=optimizer, learning_rate=float(lr),
                              batch_size=int(batch), epochs=int(epochs), patience=int(patience), imbalance=imbalance)
+        folder = str(inside_roots(folder))
         training.load_tables(folder)  # fail here, with a message, rather than in the job
     except ValueError as err:
         st.error(f"Check the hyper-parameters: {err}")

@@ -163,9 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for <stem>.vocals.wav files")
     p.set_defaults(func=cmd_separate)
 
+    p = sub.add_parser("team-password", help="hash a team password for the app's sign-in (prompted, or on stdin)")
+    p.set_defaults(func=cmd_team_password)
+
     for register in _extra_commands():
         register(sub)
     return parser
+
+
+def cmd_team_password(args) -> int:
+    """Print the hash of a password read twice from the terminal (once from stdin when piped)."""
+    import getpass
+
+    from .access import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Team password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SingtalkError("The two passwords differ.")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(hash_password(password))
+    return 0
 
 
 def _extra_commands():

@@ -93,8 +93,12 @@ def three_class_store(tmp_path_factory) -> TestStore:
 
 
 def session_env(store_root, tmp_path, monkeypatch) -> dict:
-    """Environment of an app session served by the store at ``store_root``, with a fresh work folder."""
-    env = {"SINGTALK_MODELS": str(store_root), "SINGTALK_WORK": str(tmp_path / "work")}
+    """Environment of an app session served by the store at ``store_root``, with a fresh work folder; bound
+    to loopback with no sign-in configured, so the app is open as on a laptop (appkit/access.py)."""
+    env = {"SINGTALK_MODELS": str(store_root), "SINGTALK_WORK": str(tmp_path / "work"),
+           "STREAMLIT_SERVER_ADDRESS": "127.0.0.1"}
+    for key in ("SINGTALK_TEAM_PASSWORD_HASH", "SINGTALK_PUBLIC"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env

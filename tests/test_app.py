@@ -387,7 +387,8 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     flipped = {"singing": "talking", "talking": "singing"}
     labelled = pd.DataFrame({"path": picked["path"],
                              "label": [flipped[x] if i % 2 == 0 else x for i, x in enumerate(picked["label"])]})
-    csv = tmp_path / "labelled.csv"
+    csv = Path(app_env["SINGTALK_WORK"]) / "labelled.csv"  # typed paths must be inside the app's roots
+    csv.parent.mkdir(parents=True, exist_ok=True)
     labelled.to_csv(csv, index=False)
     mislabelled = set(labelled["path"][labelled["label"] != picked["label"].to_numpy()])
 

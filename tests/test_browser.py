@@ -73,8 +73,9 @@ def browser(fake_mic):
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict, log_path: Path, *extra: str):
-    """``streamlit run`` of the app on a free loopback port (``extra``: more CLI options); yields its URL.
+def streamlit_server(env: dict, log_path: Path, *extra: str, address: str = "127.0.0.1"):
+    """``streamlit run`` of the app on a free port bound to ``address`` (loopback: the app is open, as on a
+    laptop) with ``extra`` CLI options; yields its loopback URL.
 
     On exit the server is stopped, its log copied to ``test-artifacts/<log name>`` and checked for
     an exception raised by a page.
@@ -82,7 +83,7 @@ def streamlit_server(env: dict, log_path: Path, *extra: str):
     port = free_port()
     log = open(log_path, "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address", address,
          "--server.port", str(port), "--server.headless", "true", *extra],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -111,7 +112,10 @@ def streamlit_server(env: dict, log_path: Path, *extra: str):
 
 
 def app_env_for(test_store, work: Path) -> dict:
-    return dict(os.environ, SINGTALK_MODELS=str(test_store.root), SINGTALK_WORK=str(work), SINGTALK_ICE_SERVERS="[]")
+    env = dict(os.environ, SINGTALK_MODELS=str(test_store.root), SINGTALK_WORK=str(work), SINGTALK_ICE_SERVERS="[]")
+    for key in ("SINGTALK_TEAM_PASSWORD_HASH", "SINGTALK_PUBLIC", "STREAMLIT_SERVER_ADDRESS"):
+        env.pop(key, None)  # no team sign-in configured; the bind address comes from the command line
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +283,31 @@ def test_every_page_opens_without_exception(page, server, artifacts_dir, name, e
     page.wait_for_timeout(1500)
     no_exception(page)
     shot(page, artifacts_dir, f"browser_{name.lower()}")
+
+
+def test_a_visitor_server_has_no_team_page_even_by_deep_link(browser, test_store, tmp_path, artifacts_dir):
+    """Bound to all interfaces with no sign-in configured: visitor-only. /training and /review are not
+    registered, so a deep link draws Classify; the sidebar lists Classify and Dataset and says why."""
+    env = app_env_for(test_store, tmp_path / "work")
+    with streamlit_server(env, tmp_path / "streamlit_visitor.log", address="0.0.0.0") as url:
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        page = context.new_page()
+        try:
+            for name in ("training", "review"):
+                page.goto(f"{url}/{name}")
+                page.get_by_text("Visitor mode").wait_for(timeout=30000)
+                page.get_by_text("Page not found").wait_for(timeout=10000)  # Streamlit's own answer
+                ready(page)
+                shot(page, artifacts_dir, f"browser_visitor_{name}")
+                assert page.get_by_role("heading", name="Training").count() == 0
+                assert page.get_by_role("heading", name="Review").count() == 0
+                for team_only in ("Tuner trial budget", "Run check", "Model versions"):
+                    assert page.get_by_text(team_only).count() == 0, team_only
+                links = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+                assert [text.split()[-1] for text in links] == ["Classify", "Dataset"], links  # icon name, title
+                no_exception(page)
+        finally:
+            context.close()
 
 
 def test_report_timings(server, artifacts_dir):
