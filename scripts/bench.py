@@ -217,16 +217,22 @@ def bench_startup(tmp: Path, models: Path) -> None:
         note=f"(in one process; TensorFlow imported: {out[3]}, librosa: {out[4]})")
 
 
-@measured("cli-10x60")
-def bench_cli_ten_minutes(tmp: Path, models: Path, n: int = 10, seconds: float = 60.0) -> None:
-    folder = tmp / "ten"
+def classify_folder(tmp: Path, models: Path, name: str, n: int, seconds: float, *extra: str) -> tuple[float, int]:
+    """``singtalk classify`` over a folder of ``n`` corpus-built files of ``seconds``: (wall s, peak RSS MB)."""
+    folder = tmp / name
     folder.mkdir(exist_ok=True)
     for i in range(n):
         long_audio(seconds, folder, name=f"{i:02d}.wav")
-    elapsed, code, peak_mb, err = run_cli_alone(["classify", str(folder), "--models", str(models),
-                                                 "--csv", str(tmp / "ten.csv")])
+    elapsed, code, peak_mb, err = run_cli_alone(["classify", str(folder), *extra, "--models", str(models),
+                                                 "--csv", str(tmp / f"{name}.csv")])
     if code != 0:
-        raise RuntimeError(f"singtalk classify exited {code}: {err}")
+        raise RuntimeError(f"singtalk classify {' '.join(extra)} exited {code}: {err}")
+    return elapsed, peak_mb
+
+
+@measured("cli-10x60")
+def bench_cli_ten_minutes(tmp: Path, models: Path, n: int = 10, seconds: float = 60.0) -> None:
+    elapsed, peak_mb = classify_folder(tmp, models, "ten", n, seconds)
     speed = n * seconds / elapsed
     row(f"CLI `singtalk classify`, {n} files of {seconds:.0f} s, start-up incl.", f"{speed:.0f}x real time",
         ">= 100x", speed >= 100, f"({elapsed:.1f} s, default --jobs)")
@@ -236,14 +242,7 @@ def bench_cli_ten_minutes(tmp: Path, models: Path, n: int = 10, seconds: float =
 
 @measured("cli-separate-4x30")
 def bench_cli_separate_short(tmp: Path, models: Path, n: int = 4, seconds: float = 30.0) -> None:
-    folder = tmp / "four"
-    folder.mkdir(exist_ok=True)
-    for i in range(n):
-        long_audio(seconds, folder, name=f"{i:02d}.wav")
-    elapsed, code, _, err = run_cli_alone(["classify", str(folder), "--separate", "--models", str(models),
-                                           "--csv", str(tmp / "four.csv")])
-    if code != 0:
-        raise RuntimeError(f"singtalk classify --separate exited {code}: {err}")
+    elapsed, _ = classify_folder(tmp, models, "four", n, seconds, "--separate")
     speed = n * seconds / elapsed
     row(f"CLI `singtalk classify --separate`, {n} files of {seconds:.0f} s, start-up incl.",
         f"{speed:.1f}x real time", ">= 10x", speed >= 10, f"({elapsed:.1f} s)")

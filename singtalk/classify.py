@@ -292,26 +292,57 @@ def _sounding_seconds(y: np.ndarray) -> float:
         return 0.0
 
 
-def classify_safely(classifier: Classifier, source, *, separate: bool = False, name: str | None = None):
-    """``(Prediction, "")`` or ``(None, message)``: one input's outcome, never an exception."""
+def _safely(work):
+    """``(work(), "")`` or ``(None, message)``: never an exception."""
     from .errors import SingtalkError
 
     try:
-        return classifier.classify_source(source, separate=separate, name=name), ""
+        return work(), ""
     except SingtalkError as err:
         return None, str(err)
     except Exception as err:  # noqa: BLE001 - report, keep going
         return None, f"unexpected {type(err).__name__}: {err}"
 
 
+def classify_safely(classifier: Classifier, source, *, separate: bool = False, name: str | None = None):
+    """``(Prediction, "")`` or ``(None, message)``: one input's outcome, never an exception."""
+    return _safely(lambda: classifier.classify_source(source, separate=separate, name=name))
+
+
 def label_batch(classifier: Classifier, sources: Sequence, *, separate: bool = False,
                 progress: Callable[[int, int], None] | None = None):
     """Classify many inputs, never stopping at a bad one.
 
-    Yields ``(source, Prediction | None, error message)`` in input order.
+    Yields ``(source, Prediction | None, error message)`` in input order. With ``separate``, the next
+    input is decoded and separated in a second thread while this one's features are computed (TensorFlow
+    and NumPy release the interpreter lock): the two stages overlap instead of taking turns.
     """
     total = len(sources)
-    for i, source in enumerate(sources):
-        yield (source, *classify_safely(classifier, source, separate=separate))
+    outcomes = _separated_ahead(classifier, sources) if separate and total > 1 else (
+        classify_safely(classifier, source, separate=separate) for source in sources)
+    for i, (source, outcome) in enumerate(zip(sources, outcomes)):
+        yield (source, *outcome)
         if progress:
             progress(i + 1, total)
+
+
+def _separated_ahead(classifier: Classifier, sources: Sequence):
+    """Each input's ``(Prediction | None, message)``, its vocal extraction one input ahead in a thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def vocals_of(source):
+        y, rate = classifier._decode(source, separate=True, name=None, stage=None, max_duration=None,
+                                     download_progress=None)
+        return classifier._vocals(y, rate, stage=None)
+
+    def answer(vocals, note):
+        return classifier.no_voice(vocals, note=note) if note else classifier.classify(vocals)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="singtalk-separate") as ahead:
+        pending = ahead.submit(_safely, lambda: vocals_of(sources[0]))
+        for i in range(len(sources)):
+            separated, error = pending.result()
+            if i + 1 < len(sources):
+                following = sources[i + 1]
+                pending = ahead.submit(_safely, lambda: vocals_of(following))
+            yield (None, error) if separated is None else _safely(lambda: answer(*separated))

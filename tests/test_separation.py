@@ -301,3 +301,28 @@ def test_classifier_answers_no_voice_for_a_backing_track_and_load_refuses_it(sep
     song, _ = classifier.analyse(mixture, separate=True)
     assert song.label == "singing" and song.note == "" and song.probability("no_voice") != 1.0
 
+
+
+def test_a_batch_separates_one_input_ahead_and_answers_as_one_by_one(separator, corpus, tmp_path):
+    """``label_batch`` with vocal extraction runs the next input's separation in a thread while this one's
+    features are computed; the answers (and a bad input's error, in its place) are those of one-by-one calls."""
+    from singtalk.classify import Classifier, classify_safely, label_batch
+    from singtalk.config import models_dir
+    from singtalk.registry import ModelStore
+
+    repo = Path(__file__).resolve().parent.parent
+    sources = [str(repo / "examples" / "singing-pjs-016.opus"), str(tmp_path / "missing.wav"),
+               str(repo / "examples" / "no-voice-berklee-prepared-piano.opus"),
+               str(repo / "examples" / "talking-librispeech-3807.opus")]
+    classifier = Classifier(ModelStore(models_dir()).load())
+    alone = [classify_safely(classifier, source, separate=True) for source in sources]
+    batch = list(label_batch(classifier, sources, separate=True))
+    assert [b[0] for b in batch] == sources
+    for (prediction, error), (_, batched, batch_error) in zip(alone, batch):
+        assert error == batch_error
+        if prediction is None:
+            assert batched is None and "missing.wav" in error
+        else:
+            assert (batched.label, batched.note) == (prediction.label, prediction.note)
+            assert batched.confidence == pytest.approx(prediction.confidence, abs=1e-6)
+    assert [p.label if p else None for p, _ in alone] == ["singing", None, "no_voice", "talking"]
