@@ -258,7 +258,15 @@ def _local_pool(sources: list, *, models_root: str, version: str, separate: bool
 
 
 def _in_process(classifier, sources: list, *, separate: bool, progress: Progress | None) -> Iterator[Outcome]:
-    """Outcomes one after the other in this process."""
+    """Outcomes one after the other in this process; with ``separate``, each input's vocal extraction runs
+    one input ahead, beside the previous one's features (:func:`singtalk.classify.label_batch`)."""
+    if separate and len(sources) > 1:
+        from .classify import label_batch
+
+        for outcome in label_batch(classifier, sources, separate=True, progress=progress):
+            _test_hooks(outcome[0])
+            yield outcome
+        return
     for done, source in enumerate(sources, start=1):
         _test_hooks(source)
         yield (source, *classify_safely(classifier, source, separate=separate))
