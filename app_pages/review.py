@@ -136,10 +136,10 @@ if check:
 
 st.subheader("Retrain from reviewed mistakes")
 st.caption("Fine-tunes the serving model on the listed mistakes (not dismissed) plus a replay of its training "
-           "table, then compares old and new on everything known to be right: the original test table, the "
-           "mistakes held aside, every clip of the last checked labelled set and every confirmed review. The new "
-           "version is promoted only if the labelled set and the held-aside mistakes improve and no class or "
-           "source gets worse by more than 1 clip or 1 percentage point.")
+           "table that keeps the serving model's own answers as targets, then compares old and new on everything "
+           "known to be right: the original test table, the mistakes held aside, every clip of the last checked "
+           "labelled set and every confirmed review. The new version is promoted only if the labelled set and the "
+           "held-aside mistakes improve and no class or source gets worse by more than 1 clip or 1 percentage point.")
 with st.form("retrain-form", border=False):
     force = st.checkbox("Promote even if the verdict says no (experts)", key="retrain-force")
     go = st.form_submit_button("Retrain", type="primary", disabled=jobs_view.running() is not None)
