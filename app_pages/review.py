@@ -140,10 +140,10 @@ if check:
 
 st.subheader("Retrain from reviewed mistakes")
 st.caption("Fine-tunes the serving model on the listed mistakes (not dismissed) plus a replay of its training "
-           "table, then compares old and new on everything known to be right: the original test table, the "
-           "mistakes held aside, every clip of the last checked labelled set and every confirmed review. The new "
-           "version is promoted only if the labelled set and the held-aside mistakes improve and no class or "
-           "source gets worse by more than 1 clip or 1 percentage point.")
+           "table that keeps the serving model's own answers as targets, then compares old and new on everything "
+           "known to be right: the original test table, the mistakes held aside, every clip of the last checked "
+           "labelled set and every confirmed review. The new version is promoted only if the labelled set and the "
+           "held-aside mistakes improve and no class or source gets worse by more than 1 clip or 1 percentage point.")
 with st.form("retrain-form", border=False):
     force = st.checkbox("Promote even if the verdict says no (experts)", key="retrain-force")
     go = st.form_submit_button("Retrain", type="primary", disabled=jobs_view.running() is not None)
@@ -234,15 +234,27 @@ def job_view():
         st.caption(f"{report.n_mistakes} mistake(s) used ({report.n_train_mistakes} train, "
                    f"{report.n_test_mistakes} test), {report.n_replay} replayed rows; backup {report.backup_version}.")
         current = store.current_version()
-        c1, c2 = st.columns(2)
-        if report.new_version and current != report.new_version and c1.button(
-                f"Promote {report.new_version} anyway", key="retrain-promote"):
+        kept = report.new_version if report.new_version and report.new_version != current else None
+        if kept and kept not in {v.version for v in store.list_versions()}:
+            st.caption(f"{kept} was discarded.")
+            kept = None
+        c1, c2, c3 = st.columns(3)
+        if kept and c1.button(f"Promote {kept} anyway", key="retrain-promote"):
             try:
-                store.promote(report.new_version)
+                store.promote(kept)
             except SingtalkError as err:
                 st.error(f"{err}")
             else:
-                forget_and_rerun(f"{report.new_version} is serving.")
+                forget_and_rerun(f"{kept} is serving.")
+        if kept and c3.button(f"Discard {kept}", key="retrain-discard",
+                              help="Delete this unpromoted version from the model store."):
+            try:
+                store.delete(kept)
+            except SingtalkError as err:
+                st.error(f"{err}")
+            else:
+                st.toast(f"{kept} discarded.")
+                st.rerun(scope="app")
         if current != report.backup_version and c2.button(f"Roll back to {report.backup_version}",
                                                           key="retrain-rollback"):
             try:

@@ -72,6 +72,9 @@ def cmd_eda(args) -> int:
 
 def cmd_models(args) -> int:
     store = _store(args)
+    if args.delete:
+        print(f"deleted {store.delete(args.delete)}")
+        return 0
     versions = store.list_versions()
     if not versions:
         print(f"no models in {store.root}")
@@ -125,6 +128,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_eda)
 
     p = sub.add_parser("models", help="list model versions with their metrics")
+    p.add_argument("--delete", metavar="VERSION",
+                   help="delete a version that is not serving (e.g. a retrain the verdict refused)")
     model_options(p)
     p.set_defaults(func=cmd_models)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -45,8 +46,10 @@ def cmd_retrain(args) -> int:
 
     config = default_config().replace(epochs=args.epochs, patience=args.patience,
                                       learning_rate=args.learning_rate)
+    recipe = {k: v for k, v in (("replay_ratio", args.replay_ratio), ("distill", args.distill),
+                                 ("augment_copies", args.audio_copies)) if v is not None}
     report = retrain(_store(args), args.wrong, tables_dir=args.tables, config=config, imbalance=args.imbalance,
-                     replay_ratio=args.replay_ratio, force=args.force, labelled=args.labelled,
+                     **recipe, force=args.force, labelled=args.labelled,
                      labelled_root=args.root,
                      tolerance=Tolerance(clips=args.tolerance_clips, points=args.tolerance_points),
                      test_fraction=args.test_fraction, seed=args.seed, trainable_layers=args.trainable_layers,
@@ -86,8 +89,13 @@ def register(sub) -> None:
     p.add_argument("--tolerance-points", type=float, default=1.0,
                    help="... or this many percentage points of its clips, whichever is more (default 1)")
     p.add_argument("--imbalance", choices=["class_weight", "smote", "none"], default="class_weight")
-    p.add_argument("--replay-ratio", type=float, default=10.0,
-                   help="original training rows replayed per mistake (default 10; docs/model.md)")
+    p.add_argument("--replay-ratio", type=float,
+                   help="original training rows replayed per mistake (default: inf, the whole training table; "
+                        "docs/model.md)")
+    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
+                   help="the replayed rows keep the serving model's probabilities as targets (default: on)")
+    p.add_argument("--audio-copies", type=int,
+                   help="altered copies (room, device, noise) of each mistake's audio added to training")
     p.add_argument("--test-fraction", type=float, default=0.3, help="mistakes held out to measure the gain")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--patience", type=int, default=8)

@@ -433,6 +433,25 @@ class ModelStore:
                 raise ModelError("No earlier model version to roll back to.")
             return self._switch_to(target, action="rollback")
 
+    def delete(self, version: str) -> str:
+        """Remove ``version``'s folder (e.g. a retrain the verdict refused); never the serving one.
+
+        The folder is renamed to a temp name first (atomic: readers see it whole or not at all), then
+        removed; a removal killed midway leaves only a temp folder, swept by the next save.
+        """
+        with self.lock("delete"):
+            folder = self.version_dir(version)  # validates the name
+            if version == self.current_version():
+                raise ModelError(f"Model version {version} is serving (CURRENT); serve another version "
+                                 "before deleting it.")
+            if not folder.is_dir():
+                raise ModelError(f"Model version {version} not found in {self.versions_dir}.")
+            doomed = self.versions_dir / f".tmp-{os.getpid()}-del-{uuid.uuid4().hex[:8]}"
+            os.rename(folder, doomed)
+            _fsync_path(self.versions_dir)
+            shutil.rmtree(doomed, ignore_errors=True)
+        return version
+
     def previous_version(self) -> str | None:
         """The version that was serving before the current one (from HISTORY, else by date)."""
         current = self.current_version()

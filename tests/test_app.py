@@ -433,9 +433,8 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     assert store.current_version() == (report.new_version if report.promoted else report.backup_version)
 
 
-def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, test_store, uploads, tmp_path,
-                                                                     monkeypatch):
-    """The retrain job is patched to return a refused verdict (the real one runs in the test above)."""
+def refused_retrain(test_store, tmp_path, monkeypatch):
+    """The Review page after a retrain job patched to return a refused verdict, its version saved unpromoted."""
     from singtalk import retrain
     from singtalk.registry import ModelStore
     from singtalk.verdict import Part, judge
@@ -462,6 +461,13 @@ def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, te
     assert wait_for_job().state == "done"
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    return at, store, kept, verdict
+
+
+def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, test_store, uploads, tmp_path,
+                                                                     monkeypatch):
+    """The retrain job is patched to return a refused verdict (the real one runs in the test above)."""
+    at, store, kept, verdict = refused_retrain(test_store, tmp_path, monkeypatch)
     assert [w.value for w in at.warning] == [f"Not promoted: {test_store.version} keeps serving; {kept} is kept unpromoted."]
     assert "- The labelled set did not improve: 1 → 2 errors of 3 clips (fixed 1, broke 2)." in \
         "\n".join(m.value for m in at.markdown)
@@ -471,6 +477,17 @@ def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, te
     assert any("2 fixed, 2 broken" in e.label for e in at.expander)
     next(b for b in at.button if b.label == f"Promote {kept} anyway").click().run()
     assert store.current_version() == kept
+
+
+def test_review_discards_a_refused_version_in_one_click(app_env, test_store, uploads, tmp_path, monkeypatch):
+    at, store, kept, _ = refused_retrain(test_store, tmp_path, monkeypatch)
+    assert kept in [v.version for v in store.list_versions()]
+    next(b for b in at.button if b.label == f"Discard {kept}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [v.version for v in store.list_versions()] == [test_store.version]
+    assert store.current_version() == test_store.version
+    assert not any(b.label in (f"Discard {kept}", f"Promote {kept} anyway") for b in at.button)
+    assert any(c.value == f"{kept} was discarded." for c in at.caption)
 
 
 # --------------------------------------------------------------------------- three classes: singing, talking, no_voice

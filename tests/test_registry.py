@@ -200,6 +200,41 @@ def test_rollback_falls_back_to_dates_when_history_is_lost(store, two_models):
     assert store.rollback() == v1
 
 
+def test_delete_refuses_the_serving_version_and_removes_others(store, two_models):
+    first, second, scaler = two_models
+    v1 = store.save(first.model, scaler, metadata(first), promote=True)
+    v2 = store.save(second.model, scaler, metadata(second), promote=False, suffix="retrain")
+    with pytest.raises(ModelError, match="serving"):
+        store.delete(v1)
+    assert store.delete(v2) == v2
+    assert [v.version for v in store.list_versions()] == [v1] and store.current_version() == v1
+    assert not (store.versions_dir / v2).exists() and not list(store.versions_dir.glob(".tmp-*"))
+    assert not store.lock_path.exists()
+    with pytest.raises(ModelError, match="not found"):
+        store.delete(v2)
+    with pytest.raises(ModelError, match="not a model version"):
+        store.delete("../CURRENT")
+
+
+def test_delete_is_refused_while_another_job_holds_the_store(store, two_models):
+    first, second, scaler = two_models
+    store.save(first.model, scaler, metadata(first), promote=True)
+    v2 = store.save(second.model, scaler, metadata(second), promote=False)
+    result = {}
+
+    def other_thread():
+        try:
+            store.delete(v2)
+        except StoreLocked as err:
+            result["err"] = err
+
+    with store.lock("retrain-job"):
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert "retrain-job" in str(result["err"]) and (store.versions_dir / v2).is_dir()
+
+
 # -- crash safety ---------------------------------------------------------------------------
 KILLED_SAVER = textwrap.dedent("""
     import sys
@@ -411,3 +446,20 @@ def test_extra_files_arrive_with_the_version(store, two_models):
         with pytest.raises(ValueError):
             store.save(first.model, scaler, metadata(first), promote=False, extra_files={bad: "x"})
     assert store.current_version() == version and not (store.root / "escape.txt").exists()
+
+
+def test_cli_models_delete(store, two_models):
+    first, second, scaler = two_models
+    v1 = store.save(first.model, scaler, metadata(first), promote=True)
+    v2 = store.save(second.model, scaler, metadata(second), promote=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def cli(version):
+        return subprocess.run([sys.executable, "-m", "singtalk.cli", "models", "--delete", version, "--models",
+                               str(store.root)], capture_output=True, text=True, env=env, timeout=120)
+
+    refused = cli(v1)
+    assert refused.returncode != 0 and "serving" in refused.stderr and "Traceback" not in refused.stderr
+    done = cli(v2)
+    assert done.returncode == 0 and f"deleted {v2}" in done.stdout
+    assert [v.version for v in store.list_versions()] == [v1]
