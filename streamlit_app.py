@@ -1,4 +1,4 @@
-"""singtalk app router: page config, navigation, the serving model in the sidebar.
+"""singtalk app router: page config, navigation, the serving model (its date and figures) in the sidebar.
 
 The views live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder Streamlit
 falls back to its v1 multipage mode for the first run of a fresh server, and a deep
@@ -25,8 +25,11 @@ page = st.navigation([
 ])
 
 with st.sidebar:
-    version = resources.serving_version()
-    st.caption(f"Serving model: **{version}**" if version else "No model installed yet.")
+    serving = resources.serving_description()
+    if serving:
+        st.caption(f"Serving model: **{serving[1]}**", help=f"Version {serving[0]} (Review page: all versions).")
+    else:
+        st.caption("No model installed yet.")
 
 page.run()
 resources.warm_up_in_background()

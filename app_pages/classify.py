@@ -7,7 +7,7 @@ import os
 
 import streamlit as st
 
-from appkit import resources, results
+from appkit import examples, resources, results
 from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, meter_reading, server_event_loop
 from singtalk import audio
 from singtalk.errors import SilentAudio, SingtalkError, TooLong, TooShort
@@ -20,6 +20,21 @@ ICE_ENV = "SINGTALK_ICE_SERVERS"  # JSON list; "[]" for loopback-only (tests)
 st.header("Singing, talking, or no voice?")
 st.caption(f"Give it at least {audio.format_seconds(audio.MIN_DURATION_S)} of voice (quiet parts more than "
            f"{audio.TRIM_TOP_DB:.0f} dB below the peak are trimmed first).")
+
+with st.container(border=True):
+    st.markdown("**Try an example**")
+    shown = examples.available()
+    for column, example in zip(st.columns(max(len(shown), 1)), shown):
+        if column.button(example.title, key=f"example-{example.file}", width="stretch"):
+            st.session_state["example-take"] = example.file
+    st.caption(examples.CREDITS)
+    chosen = examples.find(st.session_state.get("example-take"))
+    if chosen is not None:
+        with st.spinner(f"Classifying “{chosen.title}”…"):
+            result = results.classify(f"example:{chosen.file}", examples.read(chosen.file), name=chosen.file,
+                                      separate=False)
+        if result:
+            results.show(result, key="example")
 
 upload_tab, record_tab, live_tab, link_tab = st.tabs(["Upload", "Record", "Live", "Link"])
 

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from singtalk import audio
+from singtalk import audio, model_name
 from singtalk.classify import HOP_S, WINDOW_S, Prediction
 from singtalk.config import work_dir
 from singtalk.eda import class_order
@@ -56,6 +56,8 @@ class Classified:
     separated: bool
     model_version: str
     class_names: list
+    model_name: str = ""
+    """The model by its date and headline figures (:func:`singtalk.model_name.describe`)."""
 
 
 def wrong_csv_path():
@@ -99,7 +101,8 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
     except Exception as err:  # noqa: BLE001 - the page must keep working
         _fail(err)
         return None
-    result = Classified(full_key, name, prediction, y, separate, model.version, list(model.class_names))
+    result = Classified(full_key, name, prediction, y, separate, model.version, list(model.class_names),
+                        model_name.made_on(model.loaded.metadata))
     st.session_state[slot] = result
     return result
 
@@ -116,7 +119,8 @@ def show(result: Classified, *, key: str) -> None:
         data, spec = charts.probability_bars(p.probabilities, classes)
         st.vega_lite_chart(data, spec, key=f"{key}-bars", width="stretch")
     with cols[2]:
-        st.caption(f"{result.name} · {audio.format_seconds(p.duration_s)} · model {result.model_version}"
+        st.caption(f"{result.name} · {audio.format_seconds(p.duration_s)} · "
+                   f"model of {result.model_name or result.model_version}"
                    + (" · vocals extracted with Spleeter" if result.separated else "")
                    + f" · {audio.format_seconds(p.sounding_s)} of sound after trimming quiet parts")
         st.audio(result.samples, sample_rate=audio.SAMPLE_RATE)
@@ -208,7 +212,7 @@ def reports_bytes(folder) -> int:
     return total
 
 
-INPUT_KINDS = {"upload": "upload", "record": "recording", "live": "live", "link": "link"}
+INPUT_KINDS = {"upload": "upload", "record": "recording", "live": "live", "link": "link", "example": "example"}
 """A result key's prefix → the reports subfolder (the Review page's *source*)."""
 
 _UNSAFE = re.compile(r"[^\w .()+-]+")

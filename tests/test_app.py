@@ -91,7 +91,10 @@ def wait_for_job(timeout: float = 120):
 
 def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads, tmp_path):
     at = fresh_app()
-    assert "Serving model" in at.sidebar.caption[0].value and test_store.version in at.sidebar.caption[0].value
+    serving = at.sidebar.caption[0]
+    assert serving.value.startswith("Serving model: **") and test_store.version not in serving.value
+    assert "UTC — " in serving.value and "right on" in serving.value, "its date and figures, not a timestamp"
+    assert test_store.version in serving.proto.help
     clip = test_store.singing_clip
     uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
     at.run()
@@ -218,7 +221,7 @@ def test_training_runs_to_completion_and_promotes(app_env, test_store, uploads, 
     version = job.snapshot()["result"]["version"]
     next(b for b in at.button if b.label == f"Promote {version}").click().run()
     assert not at.exception
-    assert version in at.sidebar.caption[0].value
+    assert version in at.sidebar.caption[0].proto.help
     from singtalk.registry import ModelStore
 
     assert ModelStore(root).current_version() == version
@@ -631,3 +634,30 @@ def test_a_report_keeps_only_a_safe_file_name_from_its_input(name, stem):
     from appkit.results import report_stem
 
     assert report_stem(name) == stem
+
+
+def test_examples_answer_with_one_click_under_the_shipped_model(tmp_path, monkeypatch, uploads):
+    from appkit import examples
+    from singtalk.config import REPO_ROOT
+    from singtalk.registry import ModelStore
+
+    session_env(REPO_ROOT / "models", tmp_path, monkeypatch)
+    at = fresh_app()
+    serving = at.sidebar.caption[0].value
+    assert "singing vs talking" in serving and "no voice found" in serving and "UTC" in serving
+    assert ModelStore(REPO_ROOT / "models").current_version() not in serving
+    assert any(c.value == examples.CREDITS for c in at.caption), "the examples are credited"
+    titles = [b.label for b in at.button if b.key and b.key.startswith("example-")]
+    assert titles == [e.title for e in examples.available()] and len(titles) == 4
+
+    for file, answer in [("talking-librispeech-3807.opus", "Talking"), ("singing-pjs-016.opus", "Singing"),
+                         ("no-voice-berklee-prepared-piano.opus", "No voice")]:
+        at.button(key=f"example-{file}").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert metric(at, "Prediction") == answer, file
+        assert any(file in c.value and "model of " in c.value and "UTC" in c.value for c in at.caption)
+    at.radio(key="example-right").set_value("singing")
+    at.button(key="example-send").click().run()
+    wrong = review.read_wrong(Path(tmp_path / "work" / "wrong_audios.csv"))
+    assert Path(wrong.iloc[0]["path"]).parent.name == "example"
+    assert Path(wrong.iloc[0]["path"]).name == "no-voice-berklee-prepared-piano.wav"
