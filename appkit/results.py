@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,10 +40,18 @@ DEFAULT_MAX_REPORTS_MB = 500.0
 STAGE_TEXT = {
     "download": "Downloading the audio…",
     "decode": "Decoding the audio…",
+    "load_separator": "Loading Spleeter (a few seconds, first use only)…",
     "separate": "Extracting the vocals with Spleeter…",
     "features": "Computing features…",
     "predict": "Predicting…",
 }
+
+SEPARATE_HELP = ("Worth turning on for a song with instruments: Spleeter keeps the voice and drops the band, "
+                 "so the model judges the voice alone. Not needed for speech or a voice on its own. It takes a few "
+                 "seconds to load the first time, then about 1 s per 30 s of audio. Afterwards the timeline has "
+                 "gaps where the extracted vocals are quiet (the band plays alone): those stretches are No voice.")
+GAPS_TEXT = ("Vocals extracted: gaps in the lines are stretches where the extracted vocals are too quiet to judge "
+             "(the instruments play alone); they count as No voice.")
 
 
 @dataclass
@@ -80,7 +89,7 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
 
     ``describe_error`` turns a :class:`SingtalkError` into the message shown (default: the error's own).
     """
-    slot = f"result:{key.split(':', 1)[0]}"
+    slot = _slot(key)
     previous = st.session_state.get(slot)
     try:
         model = resources.classifier()
@@ -89,6 +98,8 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
             return previous
         st.session_state.pop(slot, None)
         if separate:
+            if stage:
+                stage("load_separator")
             resources.separator()
         # With separate, vocals that are only leakage come back as a no_voice answer with a note.
         prediction, y = model.analyse(source, separate=separate, name=name, stage=stage, max_duration=max_duration)
@@ -104,6 +115,61 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
     result = Classified(full_key, name, prediction, y, separate, model.version, list(model.class_names),
                         model_name.made_on(model.loaded.metadata))
     st.session_state[slot] = result
+    return result
+
+
+def _slot(key: str) -> str:
+    return f"result:{key.split(':', 1)[0]}"
+
+
+def pending(key: str, *, separate: bool) -> bool:
+    """True when :func:`classify` has work to do for ``key`` (no result kept for this input, setting and model)."""
+    previous = st.session_state.get(_slot(key))
+    try:
+        version = resources.classifier().version
+    except SingtalkError:
+        return True  # classify() says why
+    return previous is None or previous.key != f"{key}|sep={separate}|model={version}"
+
+
+def _classify_in_stages(key: str, source, **kwargs) -> Classified | None:
+    """:func:`classify` inside an ``st.status`` that names each stage as it starts."""
+    started = time.perf_counter()
+    with st.status("Working…", expanded=True) as status:
+        def stage(name: str) -> None:
+            text = STAGE_TEXT.get(name, name)
+            status.update(label=text)
+            st.write(text)
+
+        result = classify(key, source, stage=stage, **kwargs)
+        took = time.perf_counter() - started
+        status.update(label=f"Classified in {took:.1f} s" if result else "Failed",
+                      state="complete" if result else "error", expanded=result is None)
+    return result
+
+
+def classify_and_show(key: str, source, *, show_key: str, stages: bool = False, **kwargs) -> Classified | None:
+    """Classify ``source`` (see :func:`classify`) and show the result under ``show_key``.
+
+    When there is work to do, the previous result is cleared at once (not left greyed out beneath), and
+    with ``stages`` each stage is named as it starts (decode, load Spleeter, extract, features, predict);
+    a kept result is redrawn in place, so its player keeps playing.
+    """
+    if not pending(key, separate=kwargs.get("separate", False)):
+        result = st.session_state[_slot(key)]
+        with st.container():  # the same block as last time: drawn in place
+            show(result, key=show_key)
+        return result
+    area = st.empty()  # replaces the previous result at this place before the work starts
+    with area.container():
+        if stages:
+            result = _classify_in_stages(key, source, **kwargs)
+        else:
+            with st.spinner("Classifying…"):
+                result = classify(key, source, **kwargs)
+    if result is not None:
+        with area.container():
+            show(result, key=show_key)
     return result
 
 
@@ -143,7 +209,7 @@ def _timeline(result: Classified, *, key: str) -> None:
     st.vega_lite_chart(spec, key=f"{key}-timeline", width="stretch")
     st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
                f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
-               f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s.")
+               f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s." + (" " + GAPS_TEXT if result.separated else ""))
     buttons = st.columns(5)
     buttons[0].download_button("Segments CSV", p.segments.to_csv(index=False), file_name="singtalk-segments.csv",
                                mime="text/csv", key=f"{key}-segments-csv")

@@ -360,17 +360,46 @@ def spleeter_weights():
     assert ok, message
 
 
-def test_upload_with_vocal_extraction_on_a_real_mixture(app_env, test_store, uploads, spleeter_weights):
+def test_upload_with_vocal_extraction_on_a_real_mixture(app_env, test_store, uploads, spleeter_weights,
+                                                         monkeypatch):
+    from appkit import results
+
+    stages, kept_while_working = [], []
+    classify = results.classify
+
+    def spy(key, source, *, stage=None, **kwargs):
+        def seen(name):
+            stages.append(name)
+            kept_while_working.append(st_state().get("result:upload") is not None)
+            stage(name)
+        return classify(key, source, stage=seen if stage else None, **kwargs)
+
+    def st_state():
+        import streamlit as st
+        return st.session_state
+
+    monkeypatch.setattr(results, "classify", spy)
     corpus = Path(test_store.singing_clip).parents[2]
-    mixture = sorted((corpus / "mixture" / "mir1k").glob("*_mix.flac"))[0]
+    mixture = corpus / "mixture" / "mir1k" / "geniusturtle_5_04_mix.flac"  # 11.5 s: it gets a timeline
     at = fresh_app()
+    assert "song with instruments" in at.checkbox(key="upload-separate").help
+    assert "No voice" in at.checkbox(key="upload-separate").help, "the help says what the timeline's gaps mean"
+    talking = test_store.talking_clip
+    uploads.put(at, "file_uploader", "Audio or video file", talking.read_bytes(), name=talking.name,
+                mime="audio/flac")
+    at.run()
+    assert metric(at, "Prediction") == "Talking" and stages == [], "no extraction: no stages"
     at.checkbox(key="upload-separate").check()
     uploads.put(at, "file_uploader", "Audio or video file", mixture.read_bytes(), name=mixture.name,
                 mime="audio/flac")
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert stages == ["load_separator", "decode", "separate", "features", "predict"]
+    assert set(results.STAGE_TEXT) >= set(stages), "each stage is named in words"
+    assert not any(kept_while_working), "the previous result is dropped before the work starts"
     assert metric(at, "Prediction") in ("Singing", "Talking")
     assert any("vocals extracted with Spleeter" in c.value for c in at.caption)
+    assert any(results.GAPS_TEXT in c.value for c in at.caption), "the timeline's gaps are explained"
     result = at.session_state["result:upload"]
     plain = decode(mixture)
     assert result.separated and abs(result.samples.size - plain.size) < 1600
