@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -189,7 +190,8 @@ def show(result: Classified, *, key: str) -> None:
                    f"model of {result.model_name or result.model_version}"
                    + (" · vocals extracted with Spleeter" if result.separated else "")
                    + f" · {audio.format_seconds(p.sounding_s)} of sound after trimming quiet parts")
-        st.audio(result.samples, sample_rate=audio.SAMPLE_RATE)
+        start = charts.seek_time(st.session_state.get(_timeline_key(result, key)), p.duration_s)
+        st.audio(result.samples, sample_rate=audio.SAMPLE_RATE, start_time=start or 0, autoplay=start is not None)
     if p.note:  # an answer that did not come from the model, e.g. vocal extraction finding no voice
         st.info(f"{display(p.label)}, without asking the model: {p.note}.")
     if (p.duration_s > TIMELINE_MIN_S and not p.timeline.empty) or len(p.segments) > 1:
@@ -202,12 +204,22 @@ def _records(frame) -> str:
     return json.dumps(json.loads(frame.to_json(orient="records")), indent=1)
 
 
+def _timeline_key(result: Classified, key: str) -> str:
+    """The key of the strip under the timeline, one per result: a click on an earlier input's strip does not seek
+    this one."""
+    return f"{key}-timeline-{zlib.crc32(result.key.encode()):08x}"
+
+
 def _timeline(result: Classified, *, key: str) -> None:
     """The segments as coloured bands under the per-window probabilities; both tables to download."""
     p = result.prediction
     spec = charts.timeline_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
     st.vega_lite_chart(spec, key=f"{key}-timeline", width="stretch")
-    st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
+    cells, strip = charts.seek_strip_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
+    st.vega_lite_chart(cells, strip, key=_timeline_key(result, key), width="stretch", on_select="rerun",
+                       selection_mode=charts.SEEK)
+    st.caption("Click the strip under the timeline to play from there. "
+               "Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
                f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
                f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s." + (" " + GAPS_TEXT if result.separated else ""))
     buttons = st.columns(5)

@@ -690,3 +690,26 @@ def test_examples_answer_with_one_click_under_the_shipped_model(tmp_path, monkey
     wrong = review.read_wrong(Path(tmp_path / "work" / "wrong_audios.csv"))
     assert Path(wrong.iloc[0]["path"]).parent.name == "example"
     assert Path(wrong.iloc[0]["path"]).name == "no-voice-berklee-prepared-piano.wav"
+
+
+def test_a_click_on_the_timeline_moves_the_player_there(app_env, test_store, uploads):
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    clip = test_store.singing_clip
+    at = fresh_app()
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
+    at.run()
+    [player] = at.get("audio")
+    assert player.proto.start_time == 0 and not player.proto.autoplay
+    [chart] = [c for c in at.get("arrow_vega_lite_chart") if json.loads(c.proto.spec).get("params")]
+    assert list(chart.proto.selection_mode) == ["seek"], "the strip reruns the page on a click"
+    starts = vega_charts(at)[None]["data"]["start_s"]
+    clicked = float(starts.iloc[2])
+    # What the browser sends for a click on the third window (Vega-Lite point selection on start_s).
+    uploads.states[chart.proto.id] = WidgetState(
+        id=chart.proto.id, string_value=json.dumps({"selection": {"seek": [{"start_s": clicked}]}}))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [player] = at.get("audio")
+    assert player.proto.start_time == int(clicked) > 0 and player.proto.autoplay
+    assert metric(at, "Prediction") == "Singing", "the same result, not classified again"
