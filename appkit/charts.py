@@ -121,7 +121,7 @@ def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seque
 
 Y_AXIS_PX = 56
 """Width of the y axis of the timeline and of the strip under it, so that their time axes line up."""
-PLAY_ROW = "▶ play"
+PLAY_ROW = "play"
 
 
 def seek_strip_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str], *,
@@ -135,16 +135,17 @@ def seek_strip_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seq
     tooltip += [{"field": probability_column(c), "title": f"probability of {display(c).lower()}", "format": ".2f"}
                 for c in shown_probabilities(classes) if probability_column(c) in cells.columns]
     spec = {
-        "height": 34,
+        "height": {"step": 30},  # a fixed height in a single view is taken by Streamlit as the element's, axis included
         "params": [{"name": SEEK, "select": {"type": "point", "fields": ["start_s"], "on": "click",
                                              "toggle": False}}],
         "mark": {"type": "rect", "cursor": "pointer", "clip": True, "stroke": "white", "strokeWidth": 1},
         "encoding": {
             "x": {"field": "start_s", "type": "quantitative", "title": "time (s) — click the strip to play from there",
-                  "scale": {"domain": [0, float(duration_s)], "nice": False, "zero": True}},
+                  "scale": {"domain": [0, float(duration_s)], "nice": False, "zero": True}, "axis": {"grid": False}},
             "x2": {"field": "cell_end_s"},
-            "y": {"field": "row", "type": "nominal", "title": None,
-                  "axis": {"minExtent": Y_AXIS_PX, "maxExtent": Y_AXIS_PX, "ticks": False, "domain": False}},
+            "y": {"field": "row", "type": "nominal", "title": PLAY_ROW,  # a title as wide as the timeline's
+                  "axis": {"labels": False, "minExtent": Y_AXIS_PX, "maxExtent": Y_AXIS_PX, "ticks": False,
+                           "domain": False}},
             "color": {**colour_scale(everything), "field": "segment", "legend": None},
             "opacity": {"condition": {"param": SEEK, "value": 1.0, "empty": False}, "value": 0.55},
             "tooltip": tooltip,
