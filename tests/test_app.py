@@ -580,6 +580,13 @@ def test_dataset_page_with_three_classes(three_env, three_class_store, uploads):
     assert all(n > 0 for n in balance.values()) and sum(balance.values()) == int(metric(at, "Clips").replace(",", ""))
     per_source = {s for t in figures["source"].data if t.name == "No voice" for s in values(t.x)}
     assert per_source and per_source <= {"librosa_data", "olpc_berklee_tonejs", "tonejs_loops"}
+    assert "corr" not in figures, "no heatmap of every feature against every other"
+    by_label = figures["labelcorr"].data[0]
+    assert list(by_label.x) == ["Singing", "Talking", "No voice"] and len(by_label.y) == 15
+    assert "spectro_logit" in list(by_label.y)[:5], "the CNN logits go most with a class"
+    families = figures["familycorr"].data[0]
+    assert list(families.x) == list(families.y) and {"MFCC", "pitch", "chroma", "CNN logits"} <= set(families.x)
+    assert len(families.x) <= 9, "one row per family, readable"
 
 
 def test_training_page_draws_three_by_three_confusion_and_one_roc_per_class(three_env, three_class_store, uploads,
@@ -713,3 +720,35 @@ def test_a_click_on_the_timeline_moves_the_player_there(app_env, test_store, upl
     [player] = at.get("audio")
     assert player.proto.start_time == int(clicked) > 0 and player.proto.autoplay
     assert metric(at, "Prediction") == "Singing", "the same result, not classified again"
+
+
+def test_training_keeps_a_finished_run_after_a_later_one_is_cancelled(app_env, test_store, uploads, tmp_path,
+                                                                        monkeypatch):
+    root = copy_store(test_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    at = fresh_app()
+    at.switch_page("app_pages/training.py").run()
+    assert not any(n.key == "train-trials" for n in at.number_input), "no tuner budget in fixed mode"
+    at.radio(key="train-mode").set_value("Search with Keras Tuner").run()
+    assert at.number_input(key="train-trials").value == 10, "the budget shows in search mode"
+    at.radio(key="train-mode").set_value("Fixed hyper-parameters").run()
+    at.text_input(key="train-units").set_value("16")
+    at.number_input(key="train-epochs").set_value(3)
+    next(b for b in at.button if b.label == "Start").click().run()
+    job = wait_for_job()
+    assert job.state == "done", job.error
+    version = job.result["version"]
+
+    at.number_input(key="train-epochs").set_value(500)
+    next(b for b in at.button if b.label == "Start").click().run()
+    runner().current.cancel()
+    assert wait_for_job().state == "cancelled"
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("was cancelled" in w.value for w in at.warning)
+    assert any("The last finished run" in m.value for m in at.markdown)
+    assert any(b.label == f"Promote {version}" for b in at.button), "its Promote button is still there"
+    next(b for b in at.button if b.label == f"Promote {version}").click().run()
+    from singtalk.registry import ModelStore
+
+    assert ModelStore(root).current_version() == version
