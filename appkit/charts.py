@@ -140,7 +140,8 @@ def seek_strip_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seq
                                              "toggle": False}}],
         "mark": {"type": "rect", "cursor": "pointer", "clip": True, "stroke": "white", "strokeWidth": 1},
         "encoding": {
-            "x": {"field": "start_s", "type": "quantitative", "title": "time (s) — click the strip to play from there",
+            "x": {"field": "start_s", "type": "quantitative",
+                  "title": "time (s) — click the strip to play from there",
                   "scale": {"domain": [0, float(duration_s)], "nice": False, "zero": True}, "axis": {"grid": False}},
             "x2": {"field": "cell_end_s"},
             "y": {"field": "row", "type": "nominal", "title": PLAY_ROW,  # a title as wide as the timeline's

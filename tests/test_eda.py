@@ -27,7 +27,8 @@ def test_every_feature_of_the_schema_has_a_family():
 
 
 def table(n: int = 300, seed: int = 0) -> pd.DataFrame:
-    """Three classes; ``f0_range`` follows singing, ``mfcc1_mean`` is noise, ``mfcc2_mean`` copies it, ``zcr_mean`` constant."""
+    """Three classes; ``f0_range`` follows singing, ``mfcc1_mean`` is noise, ``mfcc2_mean`` copies it,
+    ``zcr_mean`` is constant."""
     rng = np.random.default_rng(seed)
     labels = np.array(["singing", "talking", "no_voice"])[np.arange(n) % 3]
     noise = rng.normal(size=n)
