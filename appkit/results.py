@@ -136,7 +136,7 @@ def pending(key: str, *, separate: bool) -> bool:
 def _classify_in_stages(key: str, source, **kwargs) -> Classified | None:
     """:func:`classify` inside an ``st.status`` that names each stage as it starts."""
     started = time.perf_counter()
-    with st.status("Working…", expanded=True) as status:
+    with st.status("Classifying…", expanded=True) as status:
         def stage(name: str) -> None:
             text = STAGE_TEXT.get(name, name)
             status.update(label=text)
@@ -152,23 +152,27 @@ def _classify_in_stages(key: str, source, **kwargs) -> Classified | None:
 def classify_and_show(key: str, source, *, show_key: str, stages: bool = False, **kwargs) -> Classified | None:
     """Classify ``source`` (see :func:`classify`) and show the result under ``show_key``.
 
-    When there is work to do, the previous result is cleared at once (not left greyed out beneath), and
-    with ``stages`` each stage is named as it starts (decode, load Spleeter, extract, features, predict);
-    a kept result is redrawn in place, so its player keeps playing.
+    When there is work to do, the previous result is cleared at once (not left greyed out beneath); with
+    ``stages`` a status box under it names each stage as it starts (load Spleeter, decode, extract,
+    features, predict). A kept result is redrawn in place, so its player keeps playing.
     """
+    area = st.empty()  # the one place of this input's result
     if not pending(key, separate=kwargs.get("separate", False)):
         result = st.session_state[_slot(key)]
-        with st.container():  # the same block as last time: drawn in place
+        with area.container():  # the same block as last time: redrawn in place
             show(result, key=show_key)
         return result
-    area = st.empty()  # replaces the previous result at this place before the work starts
-    with area.container():
-        if stages:
-            result = _classify_in_stages(key, source, **kwargs)
-        else:
-            with st.spinner("Classifying…"):
-                result = classify(key, source, **kwargs)
-    if result is not None:
+    # An element, not a block, where the old result's block was: the browser drops the old result now
+    # (a new block of the same kind would inherit its elements until the run ends).
+    area.caption(f"Working on {kwargs.get('name') or 'the input'}…")
+    if stages:
+        result = _classify_in_stages(key, source, **kwargs)
+    else:
+        with st.spinner("Classifying…"):
+            result = classify(key, source, **kwargs)
+    if result is None:
+        area.empty()
+    else:
         with area.container():
             show(result, key=show_key)
     return result

@@ -647,7 +647,7 @@ def test_review_without_a_model_offers_the_shipped_classes(app_env, test_store, 
 def test_vocal_extraction_finding_no_voice_says_so_even_with_a_two_class_model(app_env, test_store, uploads,
                                                                                spleeter_weights, corpus):
     """A piano pad with vocal extraction: Spleeter keeps only leakage, and the answer is No voice with the
-    reason, not an error and not a two-class guess; the report form offers the model's two classes."""
+    reason, not an error and not a two-class guess; the report form offers every answer (issue 25, item 5)."""
     pad = corpus / "no_voice" / "olpc_berklee_tonejs" / "piano_pad_1.opus"
     at = fresh_app()
     at.checkbox(key="upload-separate").check()
@@ -658,7 +658,7 @@ def test_vocal_extraction_finding_no_voice_says_so_even_with_a_two_class_model(a
     assert any("leakage" in i.value and "dB below the music" in i.value for i in at.info), [i.value for i in at.info]
     bars = vega_charts(at)["bars"]["data"]
     assert dict(zip(bars["class"], bars["probability"])) == {"Singing": 0.0, "Talking": 0.0, "No voice": 1.0}
-    assert at.radio(key="upload-right").options == ["Singing", "Talking"]
+    assert at.radio(key="upload-right").options == ["Singing", "Talking", "No voice (the model's answer)"]
 
 
 @pytest.mark.parametrize("name,stem", [

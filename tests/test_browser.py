@@ -266,6 +266,21 @@ def test_live_meter_shows_a_label(page, artifacts_dir):
     frame.get_by_role("button", name="STOP").click()
 
 
+def test_vocal_extraction_clears_the_old_result_and_names_its_stages(page, test_store, artifacts_dir):
+    from appkit.results import STAGE_TEXT
+
+    upload(page, Path(test_store.talking_clip))
+    assert prediction(page) == "Talking"
+    ready(page)
+    page.locator('label:has-text("Extract vocals with Spleeter first"):visible').first.click()
+    page.get_by_text(STAGE_TEXT["decode"]).first.wait_for(timeout=30000)  # working: the stages are listed
+    assert page.locator('[data-testid="stMetricValue"]').count() == 0, "the previous result is gone"
+    shot(page, artifacts_dir, "browser_separation_stages")
+    page.get_by_text("vocals extracted with Spleeter").first.wait_for(timeout=120000)
+    assert page.locator('[data-testid="stMetricValue"]').count() == 1
+    no_exception(page)
+
+
 def test_a_click_on_the_strip_under_the_timeline_moves_the_player_there(page, test_store, artifacts_dir):
     from appkit.charts import Y_AXIS_PX
 
