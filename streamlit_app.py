@@ -1,4 +1,4 @@
-"""singtalk app router: page config, navigation, the serving model in the sidebar.
+"""singtalk app router: page config, navigation, the serving model (its date and figures) in the sidebar.
 
 The views live in ``app_pages/``, not ``pages/``: with a ``pages/`` folder Streamlit
 falls back to its v1 multipage mode for the first run of a fresh server, and a deep
@@ -26,8 +26,11 @@ page = st.navigation([  # a visitor's list holds no team page, so /training and 
 ] if access.is_team() else []))
 
 with st.sidebar:
-    version = resources.serving_version()
-    st.caption(f"Serving model: **{version}**" if version else "No model installed yet.")
+    serving = resources.serving_description()
+    if serving:
+        st.caption(f"Serving model: **{serving[1]}**", help=f"Version {serving[0]} (Review page: all versions).")
+    else:
+        st.caption("No model installed yet.")
 
 access.sign_in_box()
 page.run()

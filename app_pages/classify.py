@@ -7,7 +7,7 @@ import os
 
 import streamlit as st
 
-from appkit import resources, results
+from appkit import examples, resources, results
 from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, meter_reading, server_event_loop
 from singtalk import audio
 from singtalk.errors import SilentAudio, SingtalkError, TooLong, TooShort
@@ -21,6 +21,18 @@ st.header("Singing, talking, or no voice?")
 st.caption(f"Give it at least {audio.format_seconds(audio.MIN_DURATION_S)} of voice (quiet parts more than "
            f"{audio.TRIM_TOP_DB:.0f} dB below the peak are trimmed first).")
 
+with st.container(border=True):
+    st.markdown("**Try an example**")
+    shown = examples.available()
+    for column, example in zip(st.columns(max(len(shown), 1)), shown):
+        if column.button(example.title, key=f"example-{example.file}", width="stretch"):
+            st.session_state["example-take"] = example.file
+    st.caption(examples.CREDITS)
+    chosen = examples.find(st.session_state.get("example-take"))
+    if chosen is not None:
+        results.classify_and_show(f"example:{chosen.file}", examples.read(chosen.file), show_key="example",
+                                  name=chosen.file, separate=False)
+
 upload_tab, record_tab, live_tab, link_tab = st.tabs(["Upload", "Record", "Live", "Link"])
 
 with upload_tab:
@@ -29,31 +41,26 @@ with upload_tab:
         help="Anything ffmpeg reads: WAV, FLAC, MP3, OGG/Opus, M4A/AAC, WebM, MP4, MKV…",
     )
     separate_upload = st.checkbox("Extract vocals with Spleeter first", value=False, key="upload-separate",
-                                  help="Helps with music: the instruments are removed before classifying.")
+                                  help=results.SEPARATE_HELP)
     if upload is not None:
-        with st.spinner("Classifying…"):
-            result = results.classify(f"upload:{upload.file_id}", upload, name=upload.name,
-                                      separate=separate_upload)
-        if result:
-            results.show(result, key="upload")
+        results.classify_and_show(f"upload:{upload.file_id}", upload, show_key="upload", stages=separate_upload,
+                                  name=upload.name, separate=separate_upload)
 
 with record_tab:
     st.caption(f"Record between {audio.format_seconds(audio.MIN_DURATION_S)} of voice and "
                f"{audio.format_seconds(RECORD_MAX_S)}. Sing a few notes or say a sentence.")
     recording = st.audio_input("Record from your microphone", key="record")
-    separate_record = st.checkbox("Extract vocals with Spleeter first", value=False, key="record-separate")
+    separate_record = st.checkbox("Extract vocals with Spleeter first", value=False, key="record-separate",
+                                  help=results.SEPARATE_HELP)
     if recording is not None:
         def too_long(err: SingtalkError) -> str:
             if isinstance(err, TooLong):
                 return f"Recordings are limited to {audio.format_seconds(RECORD_MAX_S)}; record a shorter take."
             return f"{err} Record again, a little longer and closer to the microphone."
 
-        with st.spinner("Classifying…"):
-            result = results.classify(f"record:{recording.file_id}", recording, name="the recording",
-                                      separate=separate_record, max_duration=RECORD_MAX_S,
-                                      describe_error=too_long)
-        if result:
-            results.show(result, key="record")
+        results.classify_and_show(f"record:{recording.file_id}", recording, show_key="record",
+                                  stages=separate_record, name="the recording", separate=separate_record,
+                                  max_duration=RECORD_MAX_S, describe_error=too_long)
 
 with live_tab:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
@@ -124,7 +131,8 @@ with link_tab:
         url = st.text_input("Link to a video or audio page", placeholder="https://www.youtube.com/watch?v=…",
                             key="link-url")
         separate_link = st.checkbox("Extract vocals with Spleeter first", value=True, key="link-separate",
-                                    help="On by default: songs found on the web come with instruments.")
+                                    help="On by default: songs found on the web come with instruments. "
+                                         + results.SEPARATE_HELP)
         go = st.form_submit_button("Classify link", type="primary")
     if go:
         url = (url or "").strip()

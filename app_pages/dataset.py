@@ -162,7 +162,12 @@ with st.expander("Clips per speaker"):
                    [eda.class_order(parts["per_speaker"]["label"])].rename(columns=display))
     st.dataframe(per_speaker, height=280)
 st.plotly_chart(figs["distributions"], key="fig-dist")
-st.plotly_chart(figs["correlations"], key="fig-corr")
+st.subheader("Correlations")
+st.caption("Left: the features that go most with one class (r > 0: higher for that class's clips). Right: how "
+           f"much the {len(names)} features of each family overlap with each other and with the other families.")
+left, right = st.columns([3, 2])
+left.plotly_chart(figs["label_correlations"], key="fig-labelcorr")
+right.plotly_chart(figs["family_correlations"], key="fig-familycorr")
 
 st.subheader("Projection")
 st.caption("Each point is a clip (PCA of its scaled features). Click a point to hear it.")

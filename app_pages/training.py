@@ -9,7 +9,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from appkit import access, jobs_view, resources
-from singtalk import training
+from singtalk import audio, training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
 from singtalk.labels import display
@@ -30,7 +30,7 @@ def train_job(folder: str, config: TrainConfig, trials: int | None):
     """The job body: runs in a thread, talks only through ``report``."""
 
     def work(report, stop_event):
-        report({"kind": "stage", "text": "Loading TensorFlow and the feature tables…"})
+        report({"kind": "stage", "text": "Loading TensorFlow and the feature tables…", "trials": trials})
         store = resources.store()
         with store.lock("training in the app"):
             tables = training.load_tables(folder)
@@ -62,11 +62,11 @@ def _ensure(path):
 
 # ---------------------------------------------------------------------------- form
 running = jobs_view.running()
+mode = st.radio("Mode", ["Fixed hyper-parameters", "Search with Keras Tuner"], horizontal=True, key="train-mode")
+tuning = mode.startswith("Search")
 with st.form("train-form"):
     folder = st.text_input("Feature table folder", key="train-folder",
                            help="Built on the Dataset page; the shipped tables are the default.")
-    mode = st.radio("Mode", ["Fixed hyper-parameters", "Search with Keras Tuner"], horizontal=True,
-                    key="train-mode")
     c1, c2, c3, c4 = st.columns(4)
     units = c1.text_input("Hidden units per layer", "128, 64", key="train-units")
     dropout = c2.slider("Dropout", 0.0, 0.8, 0.3, 0.05, key="train-dropout")
@@ -79,7 +79,8 @@ with st.form("train-form"):
     imbalance = c4.selectbox("Class imbalance", IMBALANCE_MODES, format_func=IMBALANCE_TEXT.get,
                              key="train-imbalance")
     trials = st.number_input("Tuner trial budget", 1, 200, 10, key="train-trials",
-                             help="Used in search mode: units, layers, dropout, optimizer and learning rate are searched.")
+                             help="Units, layers, dropout, optimizer and learning rate are searched; the fields "
+                                  "above are the starting point.") if tuning else None
     start = st.form_submit_button("Start", type="primary", disabled=running is not None)
 
 if start:
@@ -95,7 +96,6 @@ if start:
     except SingtalkError as err:
         st.error(f"{err} Pick the folder of a feature table (see the Dataset page).")
     else:
-        tuning = mode.startswith("Search")
         if jobs_view.start("tune" if tuning else "train", train_job(folder, config, int(trials) if tuning else None)):
             st.rerun()
 
@@ -163,6 +163,15 @@ def show_results(result: dict) -> None:
         st.caption(f"Saved as version {version} (not serving yet).")
 
 
+def show_last_finished() -> None:
+    """The results and Promote button of the last run that finished, when a later job did not (or was another kind)."""
+    earlier = jobs_view.last_done(KINDS)
+    if earlier is not None and earlier.result:
+        st.divider()
+        st.markdown(f"**The last finished run** is kept: {jobs_view.describe(earlier.snapshot())}.")
+        show_results(earlier.result)
+
+
 job = jobs_view.current()
 live = job is not None and job.running and job.kind in KINDS
 
@@ -174,6 +183,7 @@ def progress_view():
         st.info("No training yet in this server session. Set the hyper-parameters and press Start.")
         return
     if jobs_view.busy_elsewhere(KINDS) or job.kind not in KINDS:
+        show_last_finished()
         return
     snap = job.snapshot()
     events = snap["events"]
@@ -183,14 +193,18 @@ def progress_view():
         text = jobs_view.describe(snap)
         fraction = 0.0
         stage = jobs_view.last_event(snap, "stage")
+        trials = (trial or {}).get("trials") or (jobs_view.last_event(snap, "stage") or {}).get("trials") \
+            if snap["kind"] == "tune" else None
         if last:
             text += f" — epoch {last['epoch']} of at most {last['epochs']}"
-            fraction = last["epoch"] / last["epochs"]
+            fraction = training.run_fraction(last, trials)
         elif stage:
             text += f" — {stage['text']}"
         if snap["kind"] == "tune" and last and "trial" in last:
-            total = trial["trials"] if trial else "?"
-            text += f", trial {last['trial']} of {total}"
+            text += f", trial {last['trial']} of {trials or '?'}"
+        left = training.time_left(events, trials)
+        if left is not None:
+            text += f" — at most about {audio.format_seconds(left)} left"
         st.progress(min(fraction, 1.0), text=text)
         jobs_view.cancel_button(job, key="cancel-train")
     else:
@@ -201,6 +215,8 @@ def progress_view():
         st.rerun(scope="app")  # stop polling; draw the results with the full page
     if snap["state"] == "done" and snap["result"]:
         show_results(snap["result"])
+    else:
+        show_last_finished()
 
 
 progress_view()

@@ -21,6 +21,8 @@ from singtalk.labels import NO_VOICE, SINGING, display, probability_column
 
 WINDOWS = "windows"
 SEGMENTS = "segments"
+SEEK = "seek"
+"""The timeline's click selection (and its layer and dataset): the start of the window clicked."""
 
 
 def colour_scale(classes: Sequence[str]) -> dict:
@@ -90,7 +92,7 @@ def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seque
     one = len(drawn) == 1
     y_title = f"probability of {display(drawn[0]).lower()}" if one else "probability of each class"
     end = float(duration_s if duration_s is not None else (segments["end_s"].max() if len(segments) else 0))
-    x = {"field": "start_s", "type": "quantitative", "title": "time (s)", "axis": {"grid": False},
+    x = {"field": "start_s", "type": "quantitative", "title": None, "axis": {"grid": False},
          "scale": {"domain": [0, end], "nice": False, "zero": True}}
     layers = [
         {"data": {"name": SEGMENTS}, "mark": {"type": "rect", "opacity": 0.25, "clip": True},
@@ -112,5 +114,72 @@ def timeline_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Seque
     if one:
         layers.append({"data": {"name": WINDOWS}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "grey"},
                        "encoding": {"y": {"datum": 0.5}}})
+    layers[1]["encoding"]["y"]["axis"] = {"minExtent": Y_AXIS_PX, "maxExtent": Y_AXIS_PX}
     title = f"Per-window {y_title}, over the segments" if one else "Per-window probabilities, over the segments"
     return {"title": title, "height": 300, "datasets": {WINDOWS: windows, SEGMENTS: bands}, "layer": layers}
+
+
+Y_AXIS_PX = 56
+"""Width of the y axis of the timeline and of the strip under it, so that their time axes line up."""
+PLAY_ROW = "play"
+
+
+def seek_strip_spec(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str], *,
+                    duration_s: float) -> tuple[pd.DataFrame, dict]:
+    """A strip under the timeline, one cell per window coloured by its segment: a click selects the
+    window's start (the ``seek`` point selection). A chart of its own, because Streamlit takes selections
+    only from single-view charts, and the timeline is layered."""
+    cells = seek_cells(timeline, segments, classes, duration_s=duration_s)
+    everything = list(classes) + [NO_VOICE] + list(segments["label"].dropna().astype(str))
+    tooltip = [{"field": "start_s", "title": "click to play from (s)", "format": ".0f"}, {"field": "segment"}]
+    tooltip += [{"field": probability_column(c), "title": f"probability of {display(c).lower()}", "format": ".2f"}
+                for c in shown_probabilities(classes) if probability_column(c) in cells.columns]
+    spec = {
+        "height": {"step": 30},  # a fixed height in a single view is taken by Streamlit as the element's, axis included
+        "params": [{"name": SEEK, "select": {"type": "point", "fields": ["start_s"], "on": "click",
+                                             "toggle": False}}],
+        "mark": {"type": "rect", "cursor": "pointer", "clip": True, "stroke": "white", "strokeWidth": 1},
+        "encoding": {
+            "x": {"field": "start_s", "type": "quantitative",
+                  "title": "time (s) — click the strip to play from there",
+                  "scale": {"domain": [0, float(duration_s)], "nice": False, "zero": True}, "axis": {"grid": False}},
+            "x2": {"field": "cell_end_s"},
+            "y": {"field": "row", "type": "nominal", "title": PLAY_ROW,  # a title as wide as the timeline's
+                  "axis": {"labels": False, "minExtent": Y_AXIS_PX, "maxExtent": Y_AXIS_PX, "ticks": False,
+                           "domain": False}},
+            "color": {**colour_scale(everything), "field": "segment", "legend": None},
+            "opacity": {"condition": {"param": SEEK, "value": 1.0, "empty": False}, "value": 0.55},
+            "tooltip": tooltip,
+        },
+    }
+    return cells.assign(row=PLAY_ROW), spec
+
+
+def seek_cells(timeline: pd.DataFrame, segments: pd.DataFrame, classes: Sequence[str], *,
+               duration_s: float) -> pd.DataFrame:
+    """The clickable strip of the timeline: one cell per window, from its start to the next window's start
+    (the last to ``duration_s``), with the window's probabilities and the segment it starts in."""
+    starts = timeline["start_s"].to_numpy(dtype=float)
+    keep = starts < duration_s
+    starts = starts[keep]
+    cells = pd.DataFrame({"start_s": starts, "cell_end_s": np.append(starts[1:], duration_s)})
+    for c in shown_probabilities(classes):
+        if probability_column(c) in timeline.columns:
+            cells[probability_column(c)] = timeline[probability_column(c)].to_numpy()[keep]
+    at = np.searchsorted(segments["start_s"].to_numpy(dtype=float), starts, side="right") - 1
+    labels = segments["label"].to_numpy()[np.clip(at, 0, max(len(segments) - 1, 0))] if len(segments) else []
+    cells["segment"] = [display(str(label)) for label in labels] if len(segments) else ""
+    return cells
+
+
+def seek_time(state, duration_s: float) -> int | None:
+    """Where the player should start after a click on the timeline: the clicked window's start (whole
+    seconds, within the clip), from the chart's selection state; None without a click."""
+    try:
+        points = state["selection"][SEEK]
+        start = float(points[0]["start_s"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if not np.isfinite(start):
+        return None
+    return int(min(max(start, 0.0), max(duration_s - 1.0, 0.0)))

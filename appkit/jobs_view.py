@@ -37,6 +37,11 @@ def running() -> Job | None:
     return job if job is not None and job.running else None
 
 
+def last_done(kinds: tuple[str, ...]) -> Job | None:
+    """The job of ``kinds`` that last finished with a result (shown after a later one is cancelled)."""
+    return runner().last_done(kinds)
+
+
 def start(kind: str, fn) -> Job | None:
     """Start ``fn(report, stop_event)`` as the process's job; an error message when one is running."""
     try:

@@ -12,9 +12,10 @@ import threading
 
 import streamlit as st
 
+from singtalk import model_name
 from singtalk.classify import Classifier
 from singtalk.config import models_dir
-from singtalk.errors import ModelError
+from singtalk.errors import ModelError, SingtalkError
 from singtalk.registry import ModelStore
 
 
@@ -43,6 +44,21 @@ def serving_version() -> str | None:
         return store().current_version()
     except OSError:
         return None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def model_description(root: str, version: str) -> str:
+    """:func:`singtalk.model_name.describe` of a stored version (its date and headline figures)."""
+    try:
+        return model_name.describe(ModelStore(root).read_metadata(version))
+    except (OSError, ValueError, SingtalkError):
+        return model_name.describe({"version": version})
+
+
+def serving_description() -> tuple[str, str] | None:
+    """``(version, description)`` of the serving model; None when the store is empty."""
+    version = serving_version()
+    return (version, model_description(str(store().root), version)) if version else None
 
 
 @st.cache_resource(show_spinner="Loading Spleeter (first use only)…")

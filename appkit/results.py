@@ -11,13 +11,15 @@ import logging
 import os
 import re
 import threading
+import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import streamlit as st
 
-from singtalk import audio
+from singtalk import audio, model_name
 from singtalk.classify import HOP_S, WINDOW_S, Prediction
 from singtalk.config import work_dir
 from singtalk.eda import class_order
@@ -39,10 +41,18 @@ DEFAULT_MAX_REPORTS_MB = 500.0
 STAGE_TEXT = {
     "download": "Downloading the audio…",
     "decode": "Decoding the audio…",
+    "load_separator": "Loading Spleeter (a few seconds, first use only)…",
     "separate": "Extracting the vocals with Spleeter…",
     "features": "Computing features…",
     "predict": "Predicting…",
 }
+
+SEPARATE_HELP = ("Worth turning on for a song with instruments: Spleeter keeps the voice and drops the band, "
+                 "so the model judges the voice alone. Not needed for speech or a voice on its own. It takes a few "
+                 "seconds to load the first time, then about 1 s per 30 s of audio. Afterwards the timeline has "
+                 "gaps where the extracted vocals are quiet (the band plays alone): those stretches are No voice.")
+GAPS_TEXT = ("Vocals extracted: gaps in the lines are stretches where the extracted vocals are too quiet to judge "
+             "(the instruments play alone); they count as No voice.")
 
 
 @dataclass
@@ -56,6 +66,8 @@ class Classified:
     separated: bool
     model_version: str
     class_names: list
+    model_name: str = ""
+    """The model by its date and headline figures (:func:`singtalk.model_name.describe`)."""
 
 
 def wrong_csv_path():
@@ -78,7 +90,7 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
 
     ``describe_error`` turns a :class:`SingtalkError` into the message shown (default: the error's own).
     """
-    slot = f"result:{key.split(':', 1)[0]}"
+    slot = _slot(key)
     previous = st.session_state.get(slot)
     try:
         model = resources.classifier()
@@ -87,6 +99,8 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
             return previous
         st.session_state.pop(slot, None)
         if separate:
+            if stage:
+                stage("load_separator")
             resources.separator()
         # With separate, vocals that are only leakage come back as a no_voice answer with a note.
         prediction, y = model.analyse(source, separate=separate, name=name, stage=stage, max_duration=max_duration)
@@ -99,8 +113,68 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
     except Exception as err:  # noqa: BLE001 - the page must keep working
         _fail(err)
         return None
-    result = Classified(full_key, name, prediction, y, separate, model.version, list(model.class_names))
+    result = Classified(full_key, name, prediction, y, separate, model.version, list(model.class_names),
+                        model_name.made_on(model.loaded.metadata))
     st.session_state[slot] = result
+    return result
+
+
+def _slot(key: str) -> str:
+    return f"result:{key.split(':', 1)[0]}"
+
+
+def pending(key: str, *, separate: bool) -> bool:
+    """True when :func:`classify` has work to do for ``key`` (no result kept for this input, setting and model)."""
+    previous = st.session_state.get(_slot(key))
+    try:
+        version = resources.classifier().version
+    except SingtalkError:
+        return True  # classify() says why
+    return previous is None or previous.key != f"{key}|sep={separate}|model={version}"
+
+
+def _classify_in_stages(key: str, source, **kwargs) -> Classified | None:
+    """:func:`classify` inside an ``st.status`` that names each stage as it starts."""
+    started = time.perf_counter()
+    with st.status("Classifying…", expanded=True) as status:
+        def stage(name: str) -> None:
+            text = STAGE_TEXT.get(name, name)
+            status.update(label=text)
+            st.write(text)
+
+        result = classify(key, source, stage=stage, **kwargs)
+        took = time.perf_counter() - started
+        status.update(label=f"Classified in {took:.1f} s" if result else "Failed",
+                      state="complete" if result else "error", expanded=result is None)
+    return result
+
+
+def classify_and_show(key: str, source, *, show_key: str, stages: bool = False, **kwargs) -> Classified | None:
+    """Classify ``source`` (see :func:`classify`) and show the result under ``show_key``.
+
+    When there is work to do, the previous result is cleared at once (not left greyed out beneath); with
+    ``stages`` a status box under it names each stage as it starts (load Spleeter, decode, extract,
+    features, predict). A kept result is redrawn in place, so its player keeps playing.
+    """
+    area = st.empty()  # the one place of this input's result
+    if not pending(key, separate=kwargs.get("separate", False)):
+        result = st.session_state[_slot(key)]
+        with area.container():  # the same block as last time: redrawn in place
+            show(result, key=show_key)
+        return result
+    # An element, not a block, where the old result's block was: the browser drops the old result now
+    # (a new block of the same kind would inherit its elements until the run ends).
+    area.caption(f"Working on {kwargs.get('name') or 'the input'}…")
+    if stages:
+        result = _classify_in_stages(key, source, **kwargs)
+    else:
+        with st.spinner("Classifying…"):
+            result = classify(key, source, **kwargs)
+    if result is None:
+        area.empty()
+    else:
+        with area.container():
+            show(result, key=show_key)
     return result
 
 
@@ -116,10 +190,12 @@ def show(result: Classified, *, key: str) -> None:
         data, spec = charts.probability_bars(p.probabilities, classes)
         st.vega_lite_chart(data, spec, key=f"{key}-bars", width="stretch")
     with cols[2]:
-        st.caption(f"{result.name} · {audio.format_seconds(p.duration_s)} · model {result.model_version}"
+        st.caption(f"{result.name} · {audio.format_seconds(p.duration_s)} · "
+                   f"model of {result.model_name or result.model_version}"
                    + (" · vocals extracted with Spleeter" if result.separated else "")
                    + f" · {audio.format_seconds(p.sounding_s)} of sound after trimming quiet parts")
-        st.audio(result.samples, sample_rate=audio.SAMPLE_RATE)
+        start = charts.seek_time(st.session_state.get(_timeline_key(result, key)), p.duration_s)
+        st.audio(result.samples, sample_rate=audio.SAMPLE_RATE, start_time=start or 0, autoplay=start is not None)
     if p.note:  # an answer that did not come from the model, e.g. vocal extraction finding no voice
         st.info(f"{display(p.label)}, without asking the model: {p.note}.")
     if (p.duration_s > TIMELINE_MIN_S and not p.timeline.empty) or len(p.segments) > 1:
@@ -132,14 +208,24 @@ def _records(frame) -> str:
     return json.dumps(json.loads(frame.to_json(orient="records")), indent=1)
 
 
+def _timeline_key(result: Classified, key: str) -> str:
+    """The key of the strip under the timeline, one per result: a click on an earlier input's strip does not seek
+    this one."""
+    return f"{key}-timeline-{zlib.crc32(result.key.encode()):08x}"
+
+
 def _timeline(result: Classified, *, key: str) -> None:
     """The segments as coloured bands under the per-window probabilities; both tables to download."""
     p = result.prediction
     spec = charts.timeline_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
     st.vega_lite_chart(spec, key=f"{key}-timeline", width="stretch")
-    st.caption("Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
+    cells, strip = charts.seek_strip_spec(p.timeline, p.segments, result.class_names, duration_s=p.duration_s)
+    st.vega_lite_chart(cells, strip, key=_timeline_key(result, key), width="stretch", on_select="rerun",
+                       selection_mode=charts.SEEK)
+    st.caption("Click the strip under the timeline to play from there. "
+               "Segments: the input cut where the label changes (runs no longer than a window join a neighbour; "
                f"quiet stretches are {display(NO_VOICE)}). Windows: what the model said of each "
-               f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s.")
+               f"{WINDOW_S:.0f} s window, every {HOP_S:.0f} s." + (" " + GAPS_TEXT if result.separated else ""))
     buttons = st.columns(5)
     buttons[0].download_button("Segments CSV", p.segments.to_csv(index=False), file_name="singtalk-segments.csv",
                                mime="text/csv", key=f"{key}-segments-csv")
@@ -208,7 +294,7 @@ def reports_bytes(folder) -> int:
     return total
 
 
-INPUT_KINDS = {"upload": "upload", "record": "recording", "live": "live", "link": "link"}
+INPUT_KINDS = {"upload": "upload", "record": "recording", "live": "live", "link": "link", "example": "example"}
 """A result key's prefix → the reports subfolder (the Review page's *source*)."""
 
 _UNSAFE = re.compile(r"[^\w .()+-]+")

@@ -6,6 +6,7 @@ Used by ``singtalk eda`` (files) and the app's Dataset page (on screen).
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +52,69 @@ def correlations(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFr
     return table[list(feature_names)].corr().fillna(0.0)
 
 
+FAMILIES = (
+    ("MFCC", r"mfcc\d+_"),
+    ("MFCC deltas", r"dmfcc\d+_"),
+    ("chroma", r"chroma\d+_"),
+    ("spectral contrast", r"(voiced_)?contrast\d+_"),
+    ("spectral shape", r"(voiced_)?(log2_rolloff|log2_centroid|zcr|log10_flatness|flux|spectral_change)"),
+    ("pitch", r"f0_|vibrato_|note_|periodicity|voiced_fraction"),
+    ("rhythm and pauses", r"voiced_run|long_run|env_|pause_|onsets_"),
+    ("CNN logits", r".*_logit$"),
+)
+"""Feature families in display order, each a regular expression matched at the start of a feature's name."""
+OTHER_FAMILY = "other"
+
+
+def feature_family(name: str) -> str:
+    """The family of a feature: ``mfcc3_mean`` → ``MFCC``, ``f0_range`` → ``pitch``, ``spectro_logit`` →
+    ``CNN logits``; :data:`OTHER_FAMILY` for a name no family claims."""
+    return next((family for family, pattern in FAMILIES if re.match(pattern, name)), OTHER_FAMILY)
+
+
+def label_correlations(table: pd.DataFrame, feature_names: Sequence[str], *, top: int | None = None) -> pd.DataFrame:
+    """Per feature, its Pearson correlation with each class (1 for the class's clips, 0 for the others),
+    strongest first.
+
+    Columns: ``feature``, ``family``, one per class (display names, :func:`class_order`), and ``strongest``
+    (the largest absolute correlation). A constant feature correlates 0. ``top`` keeps the first rows.
+    """
+    classes = class_order(table["label"].unique())
+    X = table[list(feature_names)].to_numpy(dtype=float)
+    Xc = X - X.mean(axis=0)
+    x_norm = np.sqrt((Xc ** 2).sum(axis=0))
+    frame = pd.DataFrame({"feature": list(feature_names), "family": [feature_family(n) for n in feature_names]})
+    for c in classes:
+        y = (table["label"] == c).to_numpy(dtype=float)
+        yc = y - y.mean()
+        denominator = x_norm * np.sqrt((yc ** 2).sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(denominator > 0, (Xc * yc[:, None]).sum(axis=0) / denominator, 0.0)
+        frame[display(c)] = r
+    shown = [display(c) for c in classes]
+    frame["strongest"] = frame[shown].abs().max(axis=1) if shown else 0.0
+    frame = frame.sort_values("strongest", ascending=False, kind="stable").reset_index(drop=True)
+    return frame.head(top) if top else frame
+
+
+def family_correlations(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFrame:
+    """Mean absolute correlation between the features of two families (a square frame, families in
+    :data:`FAMILIES` order); on the diagonal, between different features of the same family (1 for a
+    family of one feature)."""
+    corr = correlations(table, feature_names).abs()
+    families = pd.Series([feature_family(n) for n in corr.columns], index=corr.columns)
+    order = [f for f, _ in FAMILIES if f in set(families)] + ([OTHER_FAMILY] if OTHER_FAMILY in set(families) else [])
+    out = pd.DataFrame(index=order, columns=order, dtype=float)
+    for a in order:
+        rows = families.index[families == a]
+        for b in order:
+            block = corr.loc[rows, families.index[families == b]].to_numpy()
+            if a == b and len(rows) > 1:
+                block = block[~np.eye(len(rows), dtype=bool)]
+            out.loc[a, b] = float(np.mean(block))
+    return out
+
+
 def separation(table: pd.DataFrame, feature_names: Sequence[str], positive: str | None = None) -> pd.DataFrame:
     """Per feature: how well it alone separates one class from the rest (ROC-AUC, 0.5 = not at all).
 
@@ -88,8 +152,9 @@ def projection(table: pd.DataFrame, feature_names: Sequence[str]) -> pd.DataFram
     return table[["path", "label", "speaker", "source"]].assign(pc1=xy[:, 0], pc2=xy[:, 1])
 
 
-def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) -> dict:
-    """Plotly figures: class balance, per-source counts, top feature distributions, correlation heatmap, PCA.
+def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8, top_correlated: int = 15) -> dict:
+    """Plotly figures: class balance, per-source counts, top feature distributions, the features most
+    correlated with each class, correlations between feature families, PCA.
 
     Classes are shown by their display names (``No voice``) in :func:`class_colours`, any number of them.
     """
@@ -101,7 +166,9 @@ def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) 
              "category_orders": {"label": [display(c) for c in colours]}, "labels": {"label": "class"}}
     strong = separation(table, feature_names)["feature"].head(top).tolist() or list(feature_names)[:top]
     long = _displayed(table.melt(id_vars=["label"], value_vars=strong, var_name="feature", value_name="value"))
-    corr = correlations(table, feature_names)
+    by_label = label_correlations(table, feature_names, top=top_correlated)
+    shown = [c for c in by_label.columns if c not in ("feature", "family", "strongest")]
+    families = family_correlations(table, feature_names)
     return {
         "class_balance": px.bar(parts["class_balance"], x="label", y="rows", color="label", title="Class balance",
                                 **style),
@@ -109,8 +176,14 @@ def figures(table: pd.DataFrame, feature_names: Sequence[str], *, top: int = 8) 
                              title="Clips per source", **style),
         "distributions": px.box(long, x="feature", y="value", color="label",
                                 title="Most separating features, by class", **style),
-        "correlations": px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r",
-                                  title="Feature correlations"),
+        "label_correlations": px.imshow(
+            by_label.set_index("feature")[shown], zmin=-1, zmax=1, color_continuous_scale="RdBu_r", aspect="auto",
+            text_auto=".2f", height=max(320, 24 * len(by_label) + 120), labels={"x": "class", "color": "r"},
+            title=f"The {len(by_label)} features most correlated with a class (1 for its clips, 0 for the others)"),
+        "family_correlations": px.imshow(
+            families, zmin=0, zmax=1, color_continuous_scale="Blues", text_auto=".2f", height=460,
+            labels={"color": "mean |r|"},
+            title="Correlation between feature families (mean |r| of their features)"),
         "projection": px.scatter(_displayed(projection(table, feature_names)), x="pc1", y="pc2", color="label",
                                  hover_data=["path", "source", "speaker"], title="PCA of the features", **style),
     }
@@ -128,6 +201,9 @@ def write_report(table: pd.DataFrame, feature_names: Sequence[str], out_dir: str
         written.append(atomic.write_csv(out_dir / f"{name}.csv", frame))
     written.append(atomic.write_csv(out_dir / "correlations.csv", correlations(table, feature_names).reset_index()))
     written.append(atomic.write_csv(out_dir / "feature_separation.csv", separation(table, feature_names)))
+    written.append(atomic.write_csv(out_dir / "label_correlations.csv", label_correlations(table, feature_names)))
+    written.append(atomic.write_csv(out_dir / "family_correlations.csv",
+                                    family_correlations(table, feature_names).rename_axis("family").reset_index()))
     for name, fig in figures(table, feature_names).items():
         written.append(atomic.write_text(out_dir / f"{name}.html", fig.to_html(include_plotlyjs="cdn")))
     return written

@@ -62,6 +62,7 @@ class JobRunner:
     def __init__(self):
         self._lock = threading.Lock()
         self._job: Job | None = None
+        self._done: dict[str, Job] = {}  # the last job of each kind that finished with a result
 
     @property
     def current(self) -> Job | None:
@@ -80,8 +81,14 @@ class JobRunner:
         thread.start()
         return job
 
-    @staticmethod
-    def _run(job: Job, fn: JobFunction) -> None:
+    def last_done(self, kinds: tuple[str, ...]) -> Job | None:
+        """The job of one of ``kinds`` that most recently finished ``done`` (kept after later jobs are cancelled
+        or fail)."""
+        with self._lock:
+            done = [self._done[k] for k in kinds if k in self._done]
+        return max(done, key=lambda job: job.finished or 0.0, default=None)
+
+    def _run(self, job: Job, fn: JobFunction) -> None:
         try:
             result = fn(job.report, job.stop_event)
             state, error = ("cancelled" if job.stop_event.is_set() else "done"), ""
@@ -92,6 +99,9 @@ class JobRunner:
             job.report({"kind": "traceback", "text": traceback.format_exc(limit=5)})
         with job._lock:
             job.result, job.state, job.error, job.finished = result, state, error, time.time()
+        if state == "done":
+            with self._lock:
+                self._done[job.kind] = job
 
     def wait(self, timeout: float | None = None) -> Job | None:
         """Block until the current job ends (tests and the CLI)."""

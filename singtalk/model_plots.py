@@ -114,4 +114,5 @@ def plot_trials(trials: Sequence[dict]):
         hovertemplate="trial %{x}<br>score %{y:.4f}<br>%{text}<extra></extra>",
     ))
     fig.update_layout(xaxis_title="trial", yaxis_title="score (lower is better)", height=320)
+    fig.update_xaxes(tickmode="linear", tick0=1, dtick=max(1, -(-len(rows) // 10)), tickformat="d")  # whole trials
     return fig

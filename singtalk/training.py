@@ -119,6 +119,28 @@ def headline(metrics: dict) -> str:
             f"{'' if auc is None else f', ROC-AUC {auc:.3f}'} (n={test['n']})")
 
 
+def run_fraction(event: dict, trials: int | None = None) -> float:
+    """How far a run is at an ``epoch`` event, 0 to 1, counting every epoch allowed (early stopping ends sooner);
+    with ``trials``, over the whole search (the event's ``trial`` is 1-based)."""
+    fraction = event["epoch"] / max(event["epochs"], 1)
+    if trials and event.get("trial"):
+        fraction = (event["trial"] - 1 + fraction) / trials
+    return min(max(fraction, 0.0), 1.0)
+
+
+def time_left(events: list[dict], trials: int | None = None) -> float | None:
+    """Seconds left at most, from the pace of the epochs so far (their ``t``: seconds since the job
+    started); None before two epochs."""
+    epochs = [e for e in events if e.get("kind") == "epoch" and e.get("t") is not None]
+    if len(epochs) < 2:
+        return None
+    first, last = epochs[0], epochs[-1]
+    done = run_fraction(last, trials) - run_fraction(first, trials)
+    if done <= 0:
+        return None
+    return (last["t"] - first["t"]) / done * (1.0 - run_fraction(last, trials))
+
+
 def save_outcome(store, outcome: Outcome, *, promote: bool, note: str = "", trained_on: dict | None = None,
                  extra_metadata: dict | None = None) -> str:
     """Save the model in the store (atomic; the previous version stays as backup) with metrics and plots."""

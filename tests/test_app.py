@@ -91,7 +91,10 @@ def wait_for_job(timeout: float = 120):
 
 def test_upload_singing_clip_and_report_it_as_wrong(app_env, test_store, uploads, tmp_path):
     at = fresh_app()
-    assert "Serving model" in at.sidebar.caption[0].value and test_store.version in at.sidebar.caption[0].value
+    serving = at.sidebar.caption[0]
+    assert serving.value.startswith("Serving model: **") and test_store.version not in serving.value
+    assert "UTC — " in serving.value and "right on" in serving.value, "its date and figures, not a timestamp"
+    assert test_store.version in serving.proto.help
     clip = test_store.singing_clip
     uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
     at.run()
@@ -218,7 +221,7 @@ def test_training_runs_to_completion_and_promotes(app_env, test_store, uploads, 
     version = job.snapshot()["result"]["version"]
     next(b for b in at.button if b.label == f"Promote {version}").click().run()
     assert not at.exception
-    assert version in at.sidebar.caption[0].value
+    assert version in at.sidebar.caption[0].proto.help
     from singtalk.registry import ModelStore
 
     assert ModelStore(root).current_version() == version
@@ -357,17 +360,46 @@ def spleeter_weights():
     assert ok, message
 
 
-def test_upload_with_vocal_extraction_on_a_real_mixture(app_env, test_store, uploads, spleeter_weights):
+def test_upload_with_vocal_extraction_on_a_real_mixture(app_env, test_store, uploads, spleeter_weights,
+                                                         monkeypatch):
+    from appkit import results
+
+    stages, kept_while_working = [], []
+    classify = results.classify
+
+    def spy(key, source, *, stage=None, **kwargs):
+        def seen(name):
+            stages.append(name)
+            kept_while_working.append(st_state().get("result:upload") is not None)
+            stage(name)
+        return classify(key, source, stage=seen if stage else None, **kwargs)
+
+    def st_state():
+        import streamlit as st
+        return st.session_state
+
+    monkeypatch.setattr(results, "classify", spy)
     corpus = Path(test_store.singing_clip).parents[2]
-    mixture = sorted((corpus / "mixture" / "mir1k").glob("*_mix.flac"))[0]
+    mixture = corpus / "mixture" / "mir1k" / "geniusturtle_5_04_mix.flac"  # 11.5 s: it gets a timeline
     at = fresh_app()
+    assert "song with instruments" in at.checkbox(key="upload-separate").help
+    assert "No voice" in at.checkbox(key="upload-separate").help, "the help says what the timeline's gaps mean"
+    talking = test_store.talking_clip
+    uploads.put(at, "file_uploader", "Audio or video file", talking.read_bytes(), name=talking.name,
+                mime="audio/flac")
+    at.run()
+    assert metric(at, "Prediction") == "Talking" and stages == [], "no extraction: no stages"
     at.checkbox(key="upload-separate").check()
     uploads.put(at, "file_uploader", "Audio or video file", mixture.read_bytes(), name=mixture.name,
                 mime="audio/flac")
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert stages == ["load_separator", "decode", "separate", "features", "predict"]
+    assert set(results.STAGE_TEXT) >= set(stages), "each stage is named in words"
+    assert not any(kept_while_working), "the previous result is dropped before the work starts"
     assert metric(at, "Prediction") in ("Singing", "Talking")
     assert any("vocals extracted with Spleeter" in c.value for c in at.caption)
+    assert any(results.GAPS_TEXT in c.value for c in at.caption), "the timeline's gaps are explained"
     result = at.session_state["result:upload"]
     plain = decode(mixture)
     assert result.separated and abs(result.samples.size - plain.size) < 1600
@@ -609,6 +641,13 @@ def test_dataset_page_with_three_classes(three_env, three_class_store, uploads):
     assert all(n > 0 for n in balance.values()) and sum(balance.values()) == int(metric(at, "Clips").replace(",", ""))
     per_source = {s for t in figures["source"].data if t.name == "No voice" for s in values(t.x)}
     assert per_source and per_source <= {"librosa_data", "olpc_berklee_tonejs", "tonejs_loops"}
+    assert "corr" not in figures, "no heatmap of every feature against every other"
+    by_label = figures["labelcorr"].data[0]
+    assert list(by_label.x) == ["Singing", "Talking", "No voice"] and len(by_label.y) == 15
+    assert "spectro_logit" in list(by_label.y)[:5], "the CNN logits go most with a class"
+    families = figures["familycorr"].data[0]
+    assert list(families.x) == list(families.y) and {"MFCC", "pitch", "chroma", "CNN logits"} <= set(families.x)
+    assert len(families.x) <= 9, "one row per family, readable"
 
 
 def test_training_page_draws_three_by_three_confusion_and_one_roc_per_class(three_env, three_class_store, uploads,
@@ -693,3 +732,85 @@ def test_a_report_keeps_only_a_safe_file_name_from_its_input(name, stem):
     from appkit.results import report_stem
 
     assert report_stem(name) == stem
+
+
+def test_examples_answer_with_one_click_under_the_shipped_model(tmp_path, monkeypatch, uploads):
+    from appkit import examples
+    from singtalk.config import REPO_ROOT
+    from singtalk.registry import ModelStore
+
+    session_env(REPO_ROOT / "models", tmp_path, monkeypatch)
+    at = fresh_app()
+    serving = at.sidebar.caption[0].value
+    assert "singing vs talking" in serving and "no voice found" in serving and "UTC" in serving
+    assert ModelStore(REPO_ROOT / "models").current_version() not in serving
+    assert any(c.value == examples.CREDITS for c in at.caption), "the examples are credited"
+    titles = [b.label for b in at.button if b.key and b.key.startswith("example-")]
+    assert titles == [e.title for e in examples.available()] and len(titles) == 4
+
+    for file, answer in [("talking-librispeech-3807.opus", "Talking"), ("singing-pjs-016.opus", "Singing"),
+                         ("no-voice-berklee-prepared-piano.opus", "No voice")]:
+        at.button(key=f"example-{file}").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert metric(at, "Prediction") == answer, file
+        assert any(file in c.value and "model of " in c.value and "UTC" in c.value for c in at.caption)
+    at.radio(key="example-right").set_value("singing")
+    at.button(key="example-send").click().run()
+    wrong = review.read_wrong(Path(tmp_path / "work" / "wrong_audios.csv"))
+    assert Path(wrong.iloc[0]["path"]).parent.name == "example"
+    assert Path(wrong.iloc[0]["path"]).name == "no-voice-berklee-prepared-piano.wav"
+
+
+def test_a_click_on_the_timeline_moves_the_player_there(app_env, test_store, uploads):
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    clip = test_store.singing_clip
+    at = fresh_app()
+    uploads.put(at, "file_uploader", "Audio or video file", clip.read_bytes(), name=clip.name, mime="audio/flac")
+    at.run()
+    [player] = at.get("audio")
+    assert player.proto.start_time == 0 and not player.proto.autoplay
+    [chart] = [c for c in at.get("arrow_vega_lite_chart") if json.loads(c.proto.spec).get("params")]
+    assert list(chart.proto.selection_mode) == ["seek"], "the strip reruns the page on a click"
+    starts = vega_charts(at)[None]["data"]["start_s"]
+    clicked = float(starts.iloc[2])
+    # What the browser sends for a click on the third window (Vega-Lite point selection on start_s).
+    uploads.states[chart.proto.id] = WidgetState(
+        id=chart.proto.id, string_value=json.dumps({"selection": {"seek": [{"start_s": clicked}]}}))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [player] = at.get("audio")
+    assert player.proto.start_time == int(clicked) > 0 and player.proto.autoplay
+    assert metric(at, "Prediction") == "Singing", "the same result, not classified again"
+
+
+def test_training_keeps_a_finished_run_after_a_later_one_is_cancelled(app_env, test_store, uploads, tmp_path,
+                                                                        monkeypatch):
+    root = copy_store(test_store, tmp_path / "store")
+    monkeypatch.setenv("SINGTALK_MODELS", str(root))
+    at = fresh_app()
+    at.switch_page("app_pages/training.py").run()
+    assert not any(n.key == "train-trials" for n in at.number_input), "no tuner budget in fixed mode"
+    at.radio(key="train-mode").set_value("Search with Keras Tuner").run()
+    assert at.number_input(key="train-trials").value == 10, "the budget shows in search mode"
+    at.radio(key="train-mode").set_value("Fixed hyper-parameters").run()
+    at.text_input(key="train-units").set_value("16")
+    at.number_input(key="train-epochs").set_value(3)
+    next(b for b in at.button if b.label == "Start").click().run()
+    job = wait_for_job()
+    assert job.state == "done", job.error
+    version = job.result["version"]
+
+    at.number_input(key="train-epochs").set_value(500)
+    next(b for b in at.button if b.label == "Start").click().run()
+    runner().current.cancel()
+    assert wait_for_job().state == "cancelled"
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("was cancelled" in w.value for w in at.warning)
+    assert any("The last finished run" in m.value for m in at.markdown)
+    assert any(b.label == f"Promote {version}" for b in at.button), "its Promote button is still there"
+    next(b for b in at.button if b.label == f"Promote {version}").click().run()
+    from singtalk.registry import ModelStore
+
+    assert ModelStore(root).current_version() == version

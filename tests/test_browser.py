@@ -270,7 +270,46 @@ def test_live_meter_shows_a_label(page, artifacts_dir):
     frame.get_by_role("button", name="STOP").click()
 
 
-@pytest.mark.parametrize("name,expect", [("Dataset", "Projection"), ("Training", "Tuner trial budget"),
+def test_vocal_extraction_clears_the_old_result_and_names_its_stages(page, test_store, artifacts_dir):
+    from appkit.results import STAGE_TEXT
+
+    upload(page, Path(test_store.talking_clip))
+    assert prediction(page) == "Talking"
+    ready(page)
+    page.locator('label:has-text("Extract vocals with Spleeter first"):visible').first.click()
+    page.get_by_text(STAGE_TEXT["decode"]).first.wait_for(timeout=30000)  # working: the stages are listed
+    assert page.locator('[data-testid="stMetricValue"]').count() == 0, "the previous result is gone"
+    shot(page, artifacts_dir, "browser_separation_stages")
+    page.get_by_text("vocals extracted with Spleeter").first.wait_for(timeout=120000)
+    assert page.locator('[data-testid="stMetricValue"]').count() == 1
+    no_exception(page)
+
+
+def test_a_click_on_the_strip_under_the_timeline_moves_the_player_there(page, test_store, artifacts_dir):
+    from appkit.charts import Y_AXIS_PX
+
+    upload(page, Path(test_store.singing_clip))
+    assert prediction(page) == "Singing"
+    page.get_by_text("Click the strip under the timeline").wait_for(timeout=20000)
+    ready(page)
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    strip = charts.nth(charts.count() - 1)
+    strip.wait_for(timeout=20000)
+    strip.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)  # vega-embed draws after the element appears
+    box = strip.bounding_box()
+    player = page.locator("audio").first
+    assert player.evaluate("a => a.currentTime") == 0
+    left = Y_AXIS_PX + 5  # padding and the y axis, then the plot from 0 to the clip's end
+    page.mouse.click(box["x"] + left + (box["width"] - left - 5) * 0.6, box["y"] + 15)
+    page.wait_for_function("() => document.querySelector('audio') && document.querySelector('audio').currentTime > 2",
+                           timeout=30000)
+    ready(page)
+    no_exception(page)
+    shot(page, artifacts_dir, "browser_timeline_seek")
+
+
+@pytest.mark.parametrize("name,expect", [("Dataset", "Projection"), ("Training", "Early-stopping patience"),
                                          ("Review", "Model versions")])
 def test_every_page_opens_without_exception(page, server, artifacts_dir, name, expect):
     page.goto(f"{server}/{name.lower()}")  # a deep link must go through the router too

@@ -53,3 +53,24 @@ def test_cancel_and_failure_states():
     job = runner.start("train", boom)
     runner.wait(5)
     assert job.state == "failed" and "bad table" in job.error
+
+
+def test_the_last_finished_job_is_kept_after_a_later_one_is_cancelled_or_fails():
+    runner = JobRunner()
+    assert runner.last_done(("train", "tune")) is None
+    first = runner.start("train", lambda report, stop: {"version": "v1"})
+    runner.wait(5)
+
+    def cancelled(report, stop):
+        stop.wait(5)
+
+    runner.start("tune", cancelled).cancel()
+    runner.wait(5)
+    assert runner.current.state == "cancelled"
+    assert runner.last_done(("train", "tune")) is first and first.result == {"version": "v1"}
+    runner.start("train", lambda report, stop: 1 / 0)
+    runner.wait(5)
+    assert runner.last_done(("train", "tune")) is first, "a failure does not replace it either"
+    runner.start("check", lambda report, stop: "other kind")
+    runner.wait(5)
+    assert runner.last_done(("train", "tune")) is first and runner.last_done(("check",)).result == "other kind"
