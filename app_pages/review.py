@@ -39,6 +39,16 @@ def forget_and_rerun(message: str) -> None:
     st.rerun(scope="app")
 
 
+def store_action(action, done: str) -> None:
+    """Run a model-store change: its error shown in words, else the cached models dropped and ``done`` said."""
+    try:
+        action()
+    except SingtalkError as err:
+        st.error(f"{err}")
+    else:
+        forget_and_rerun(done)
+
+
 classes = class_names()
 
 # ---------------------------------------------------------------------------- the wrong list
@@ -240,29 +250,13 @@ def job_view():
             kept = None
         c1, c2, c3 = st.columns(3)
         if kept and c1.button(f"Promote {kept} anyway", key="retrain-promote"):
-            try:
-                store.promote(kept)
-            except SingtalkError as err:
-                st.error(f"{err}")
-            else:
-                forget_and_rerun(f"{kept} is serving.")
+            store_action(lambda: store.promote(kept), f"{kept} is serving.")
         if kept and c3.button(f"Discard {kept}", key="retrain-discard",
                               help="Delete this unpromoted version from the model store."):
-            try:
-                store.delete(kept)
-            except SingtalkError as err:
-                st.error(f"{err}")
-            else:
-                st.toast(f"{kept} discarded.")
-                st.rerun(scope="app")
+            store_action(lambda: store.delete(kept), f"{kept} discarded.")
         if current != report.backup_version and c2.button(f"Roll back to {report.backup_version}",
                                                           key="retrain-rollback"):
-            try:
-                store.rollback(report.backup_version)
-            except SingtalkError as err:
-                st.error(f"{err}")
-            else:
-                forget_and_rerun(f"{report.backup_version} is serving again.")
+            store_action(lambda: store.rollback(report.backup_version), f"{report.backup_version} is serving again.")
 
 
 job_view()
@@ -280,11 +274,6 @@ if versions:
     chosen = c1.selectbox("Version", [v.version for v in versions], key="version-pick",
                           label_visibility="collapsed")
     if c2.button("Serve this version", key="version-promote", disabled=jobs_view.running() is not None):
-        try:
-            store.promote(chosen)
-        except SingtalkError as err:
-            st.error(f"{err}")
-        else:
-            forget_and_rerun(f"{chosen} is serving.")
+        store_action(lambda: store.promote(chosen), f"{chosen} is serving.")
 else:
     st.info(f"No model versions in {store.root} yet.")
