@@ -33,6 +33,11 @@ S_LOGITS = [VIEW_FEATURES[view] for view in train_default.S_VIEWS]
 JUDGE_LOGITS = [VIEW_FEATURES[view] for view in train_default.JUDGE_VIEWS]
 
 
+
+def one_hot(y, n_classes: int) -> np.ndarray:
+    """Probability-row targets, as fine-tuning copies are compiled for (``retrain.fine_tune_copy``)."""
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(y)]
+
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -125,7 +130,8 @@ def test_max_model_fine_tunes_like_any_model(labelled):
     X = scaler.transform(labelled[NAMES].to_numpy())
     copy, trainable = fine_tune_copy(model, trainable_layers=None, config=TrainConfig(), add_layers=1)
     np.testing.assert_allclose(predict_proba(copy, X), predict_proba(model, X), atol=1e-5)
-    copy.fit(X, (labelled["label"] == "talking").astype(int).to_numpy(), epochs=3, batch_size=32, verbose=0)
+    y = (labelled["label"] == "talking").astype(int).to_numpy()
+    copy.fit(X, one_hot(y, predict_proba(model, X).shape[1]), epochs=3, batch_size=32, verbose=0)
     assert np.abs(predict_proba(copy, X) - predict_proba(model, X)).max() > 1e-3
 
 
@@ -155,7 +161,7 @@ def test_logit_sum_model_fine_tunes_like_any_model(table):
     np.testing.assert_allclose(predict_proba(copy, X), predict_proba(model, X), atol=1e-5)
     assert "probabilities" in trainable
     y = (table[LOGITS[0]] < 0).astype(int).to_numpy()  # a labelling the sum disagrees with
-    copy.fit(X, y, epochs=3, batch_size=32, verbose=0)
+    copy.fit(X, one_hot(y, predict_proba(model, X).shape[1]), epochs=3, batch_size=32, verbose=0)
     assert np.abs(predict_proba(copy, X) - predict_proba(model, X)).max() > 1e-3
 
 
@@ -216,7 +222,7 @@ def test_gated_mlp_is_the_judges_mean_logit_behind_the_gate(three_labelled):
     copy, _ = fine_tune_copy(model, trainable_layers=None, config=config, add_layers=1)
     np.testing.assert_allclose(predict_proba(copy, X), p, atol=1e-5)
     y = np.array([order.index(label) for label in three_labelled["label"][::-1]])  # another labelling
-    copy.fit(X, y, epochs=3, batch_size=32, verbose=0)
+    copy.fit(X, one_hot(y, len(order)), epochs=3, batch_size=32, verbose=0)
     assert np.abs(predict_proba(copy, X) - p).max() > 1e-3
 
 
