@@ -169,9 +169,9 @@ def test_feature_in_pool_uses_sounding_frames_of_the_range():
 @pytest.mark.parametrize("view, bands", F.VIEW_BANDS.items())
 def test_training_script_network_learns_real_clips_and_exports_exactly(manifest, corpus, view, bands):
     """scripts/train_spectro.py's training loop on 48 real clips (RAVDESS actors 1–4 sung and spoken, MIR-1K),
-    for each view: 15 epochs rank the classes apart on those clips (ROC-AUC: after 60 steps the batch-norm
-    running statistics have not settled after so few steps, so the threshold is not yet meaningful), and the exported NumPy net
-    gives Keras' logits."""
+    for each view: 15 epochs rank the classes apart on those clips (ROC-AUC: after so few steps the batch-norm
+    running statistics have not settled, so a threshold is not yet meaningful), and the exported NumPy net gives
+    Keras' logits."""
     from sklearn.metrics import roc_auc_score
 
     import sys
