@@ -7,7 +7,7 @@ import os
 
 import streamlit as st
 
-from appkit import examples, resources, results
+from appkit import examples, line, resources, results
 from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, meter_reading, server_event_loop
 from singtalk import audio
 from singtalk.errors import SilentAudio, SingtalkError, TooLong, TooShort
@@ -95,8 +95,13 @@ with live_tab:
         if y.size < LIVE_WINDOW_S * audio.SAMPLE_RATE * 0.5:
             st.markdown("Live: **listening…**")
             return
+        served = line.line().try_serve()  # the meter skips a beat rather than queue behind uploads
+        if served is None:
+            st.caption("Live: the server is busy with other visitors; the meter resumes in a moment.")
+            return
         try:
-            p = None if is_quiet(y) else resources.classifier().classify(y)
+            with served:
+                p = None if is_quiet(y) else resources.classifier().classify(y)
         except (SilentAudio, TooShort):  # too little sound: between takes
             p = None
         except SingtalkError as err:

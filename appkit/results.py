@@ -25,8 +25,9 @@ from singtalk.config import work_dir
 from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
 from singtalk.labels import CLASSES, MEANING, NO_VOICE, display
+from singtalk.sources import is_url
 
-from . import charts, resources
+from . import charts, line, resources
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,19 @@ def classify(key: str, source, *, name: str, separate: bool, max_duration: float
         if previous is not None and previous.key == full_key:
             return previous
         st.session_state.pop(slot, None)
-        if separate:
-            if stage:
-                stage("load_separator")
-            resources.separator()
-        # With separate, vocals that are only leakage come back as a no_voice answer with a note.
-        prediction, y = model.analyse(source, separate=separate, name=name, stage=stage, max_duration=max_duration)
+        url = isinstance(source, str) and is_url(source)
+        download = line.download_ticket() if url else None
+        with line.turn() as turn:  # one line for every session; a link's download waits outside it
+            staged = turn.stage(stage)
+            if separate:
+                staged("load_separator")
+                resources.separator()
+            if not url:
+                turn.enter()
+            # With separate, vocals that are only leakage come back as a no_voice answer with a note.
+            prediction, y = model.analyse(source, separate=separate, name=name, stage=staged,
+                                          max_duration=max_duration, download_progress=turn.download_progress,
+                                          download=download)
     except SingtalkError as err:
         if describe_error:
             st.error(describe_error(err))

@@ -19,7 +19,7 @@ saying so (:meth:`Classifier.analyse`), not an error and not a label of the leak
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from . import audio
 from .errors import TooShort
 from .labels import NO_VOICE, SINGING
 from .segments import empty_segments, merge_windows, single_segment
+
+if TYPE_CHECKING:
+    from .download_budget import Ticket
 
 WINDOW_S = 4.0
 HOP_S = 2.0
@@ -85,17 +88,19 @@ class Classifier:
     # -- inputs -------------------------------------------------------------
     def analyse(self, source, *, separate: bool = False, name: str | None = None, stage: Stage | None = None,
                 max_duration: float | None = None,
-                download_progress: Callable[[str, float | None], None] | None = None
-                ) -> tuple[Prediction, np.ndarray]:
+                download_progress: Callable[[str, float | None], None] | None = None,
+                download: Ticket | None = None) -> tuple[Prediction, np.ndarray]:
         """``(Prediction, samples classified)`` for a path, bytes, URL or mono 16 kHz samples (``np.ndarray``).
 
         With ``separate``, the vocals are extracted first and the samples returned are the vocals; when they
         are only leakage the answer is ``no_voice`` (probability 1, confidence 1, ``note`` saying how far
         below the music they were), for any model. Raises :class:`~singtalk.errors.SingtalkError` subclasses
-        for input that cannot be classified (unreadable, silent, too short, refused URL...).
+        for input that cannot be classified (unreadable, silent, too short, refused URL...). A URL is cut at
+        ``download.max_bytes`` and its cost charged to ``download`` (a visitor's
+        :class:`~singtalk.download_budget.Ticket`).
         """
         y, rate = self._decode(source, separate=separate, name=name, stage=stage, max_duration=max_duration,
-                               download_progress=download_progress)
+                               download_progress=download_progress, download=download)
         if not separate:
             return self.classify(y, stage=stage), y
         vocals, note = self._vocals(y, rate, stage=stage)
@@ -128,9 +133,9 @@ class Classifier:
 
     @staticmethod
     def _decode(source, *, separate: bool, name: str | None, stage: Stage | None, max_duration: float | None,
-                download_progress) -> tuple[np.ndarray, int]:
+                download_progress, download: Ticket | None = None) -> tuple[np.ndarray, int]:
         """Mono samples at the rate the next step wants (Spleeter's with ``separate``) and that rate."""
-        from .sources import fetch_url, is_url, load_audio
+        from .sources import fetch_url, is_url, load_audio, max_download_bytes
 
         if isinstance(source, np.ndarray):
             return np.asarray(source, dtype=np.float32).reshape(-1), audio.SAMPLE_RATE
@@ -139,7 +144,10 @@ class Classifier:
         if stage:
             stage("download" if url else "decode")
         if url:
-            return fetch_url(source, sr=rate, max_duration=max_duration, progress=download_progress).samples, rate
+            limit = {} if download is None else {"max_bytes": min(download.max_bytes, max_download_bytes()),
+                                                 "spent": download.spend}
+            return fetch_url(source, sr=rate, max_duration=max_duration, progress=download_progress,
+                             **limit).samples, rate
         return load_audio(source, sr=rate, name=name, max_duration=max_duration), rate
 
     @staticmethod

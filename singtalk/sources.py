@@ -67,6 +67,8 @@ class FetchedAudio:
     title: str
     source_url: str
     duration_s: float
+    size_bytes: int = 0
+    """Bytes fetched from the network (the downloaded file's size)."""
 
 
 # --------------------------------------------------------------------------- URL policy
@@ -478,12 +480,14 @@ def fetch_url(
     max_duration: Optional[float] = None,
     max_bytes: Optional[int] = None,
     progress: Optional[Progress] = None,
+    spent: Optional[Callable[[int], None]] = None,
 ) -> FetchedAudio:
     """Download the audio of one web link and decode it to mono float32 at ``sr`` Hz.
 
     ``max_duration`` defaults to :data:`singtalk.audio.MAX_DURATION_S`, ``max_bytes``
     to ``SINGTALK_MAX_DOWNLOAD_MB`` (200 MB). ``progress(stage, fraction)`` is
-    called with ``("download", 0..1 or None)`` then ``("decode", None)``.
+    called with ``("download", 0..1 or None)`` then ``("decode", None)``. ``spent(n_bytes)`` is told what the
+    download cost, finished or not (a visitor's :class:`singtalk.download_budget.Ticket`).
     Raises :class:`DownloadRefused`, :class:`DownloadFailed`, or the decoding
     errors of :func:`singtalk.audio.decode` (e.g. :class:`TooLong`).
     The download lives in its own temporary folder, removed whatever happens.
@@ -494,11 +498,22 @@ def fetch_url(
     check_url(url)
     url = url.strip()
     with tempfile.TemporaryDirectory(prefix="singtalk-download-") as tmp:
-        info, path = _download(url, Path(tmp), max_duration=max_duration, max_bytes=max_bytes, report=report)
+        try:
+            info, path = _download(url, Path(tmp), max_duration=max_duration, max_bytes=max_bytes, report=report)
+        finally:
+            size = _folder_bytes(Path(tmp))
+            if spent is not None:
+                spent(size)
         title = str(info.get("title") or info.get("id") or path.stem)
         report("decode", None)
         samples = audio.decode(path, sr=sr, max_duration=max_duration, name=f'"{title}"')
-    return FetchedAudio(samples=samples, sr=int(sr), title=title, source_url=url, duration_s=samples.size / sr)
+    return FetchedAudio(samples=samples, sr=int(sr), title=title, source_url=url, duration_s=samples.size / sr,
+                        size_bytes=size)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (finished and partial downloads alike)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def load_audio(

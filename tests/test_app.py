@@ -334,6 +334,26 @@ def test_link_from_a_loopback_server_reaches_a_prediction(app_env, test_store, u
     assert any(media_server in c.value for c in at.caption)
 
 
+def test_a_visitor_past_the_hours_links_is_told_when_to_come_back(app_env, test_store, uploads, media_server,
+                                                                   monkeypatch):
+    """On a public server a visitor gets ``SINGTALK_LINKS_PER_HOUR`` links; the next one is refused in words."""
+    monkeypatch.setenv("SINGTALK_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.setenv("SINGTALK_PUBLIC", "1")
+    monkeypatch.setenv("SINGTALK_LINKS_PER_HOUR", "1")
+    from appkit import line
+
+    line.download_budget.clear()  # the process-wide budget, fresh for this limit
+    try:
+        at = submit_link(fresh_app(), media_server)
+        assert not at.error and metric(at, "Prediction") == "Singing", [e.value for e in at.error]
+        at = submit_link(fresh_app(), media_server + "?again")  # a new session from the same address
+        assert not at.exception
+        assert at.error and "1 link in the last hour" in at.error[0].value and "Try again in" in at.error[0].value
+        assert not [m for m in at.metric if m.label == "Prediction"]
+    finally:
+        line.download_budget.clear()
+
+
 @pytest.mark.parametrize("url,words", [("LOOPBACK", "private"), ("file:///etc/passwd", "file")])
 def test_refused_link_shows_an_error_without_traceback(app_env, test_store, uploads, media_server, monkeypatch,
                                                        url, words):

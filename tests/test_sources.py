@@ -327,3 +327,12 @@ def test_yt_dlp_reaches_the_network_only_through_the_guard(server, monkeypatch):
         with pytest.raises(sources._Blocked, match="local or private"):
             opener.open(server.url("/tone.webm"), timeout=5)
         assert server.media_requests("tone.webm") == before
+
+
+def test_a_download_reports_its_cost_even_when_cut(server, allow_loopback):
+    costs = []
+    fetched = sources.fetch_url(server.url("/tone.mp4"), spent=costs.append)
+    assert costs == [fetched.size_bytes] and fetched.size_bytes > 1000
+    with pytest.raises((DownloadRefused, DownloadFailed), match="too big"):
+        sources.fetch_url(server.url("/stream/tone.mp4"), max_bytes=1000, spent=costs.append)
+    assert len(costs) == 2  # a download cut at the limit is charged too (what reached the disk)
