@@ -20,6 +20,8 @@ ICE_ENV = "SINGTALK_ICE_SERVERS"  # JSON list; "[]" for loopback-only (tests)
 st.header("Singing, talking, or no voice?")
 st.caption(f"Give it at least {audio.format_seconds(audio.MIN_DURATION_S)} of voice (quiet parts more than "
            f"{audio.TRIM_TOP_DB:.0f} dB below the peak are trimmed first).")
+with st.expander("What to expect"):
+    st.markdown(results.WHAT_TO_EXPECT)
 
 with st.container(border=True):
     st.markdown("**Try an example**")

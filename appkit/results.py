@@ -52,6 +52,15 @@ SEPARATE_HELP = ("Worth turning on for a song with instruments: Spleeter keeps t
                  "so the model judges the voice alone. Not needed for speech or a voice on its own. It takes a few "
                  "seconds to load the first time, then about 1 s per 30 s of audio. Afterwards the timeline has "
                  "gaps where the extracted vocals are quiet (the band plays alone): those stretches are No voice.")
+WHAT_TO_EXPECT = (
+    "**Easy:** clear singing or speech in any language, children included, and instrumental music: about 97 % "
+    "right for voices the model never heard. Rooms, phones, laptops and compressed files barely change that.\n\n"
+    "**Hard:** a voice under noise or music about as loud as itself (a busy street, a band at full volume) is "
+    "missed about a third of the time and answered No voice; for a song with a band, tick *Extract vocals*. "
+    "Singing that stays close to speech (chanting, rap, acted sung lines) is often called Talking, and a bird "
+    "or a dog can pass for a voice. Very short takes (under a couple of seconds of sound) are refused.")
+"""Plain words on which recordings are hard (figures: docs/robustness.md, the README's model card)."""
+
 GAPS_TEXT = ("Vocals extracted: gaps in the lines are stretches where the extracted vocals are too quiet to judge "
              "(the instruments play alone); they count as No voice.")
 

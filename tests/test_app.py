@@ -178,6 +178,8 @@ def test_record_through_audio_input_with_duration_limits(app_env, test_store, up
 def test_every_page_renders(app_env, test_store, uploads):
     at = fresh_app()
     assert at.tabs and [t.label for t in at.tabs] == ["Upload", "Record", "Live", "Link"]
+    (expect,) = [e for e in at.expander if e.label == "What to expect"]
+    assert "noise" in expect.markdown[0].value and "Extract vocals" in expect.markdown[0].value
     at.switch_page("app_pages/dataset.py").run()
     assert not at.exception and not at.error
     assert metric(at, "Clips") == str(len(table_paths(test_store)))
