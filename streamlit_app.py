@@ -14,6 +14,9 @@ if str(Path(__file__).parent) not in sys.path:  # `streamlit run` adds it; AppTe
     sys.path.insert(0, str(Path(__file__).parent))
 
 from appkit import access, resources  # noqa: E402
+from singtalk.memory import limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()  # one script thread per session: without a cap each may grow an arena of its own
 
 st.set_page_config(page_title="singtalk", page_icon=":material/graphic_eq:", layout="wide")
 

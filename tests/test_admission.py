@@ -1,4 +1,4 @@
-"""The visitors' line (``singtalk.admission``) and their download budget (``singtalk.download_budget``).
+"""The visitors' line (``singtalk.admission``), their download budget (``singtalk.download_budget``), the arenas cap.
 
 Real threads for the line; a hand-moved clock for the hour's window. The app's use of both is tested in
 ``tests/test_app.py`` (a visitor's second link refused) and ``tests/test_visitors.py`` (Chromium sessions).
@@ -154,3 +154,13 @@ def test_budget_limits_from_the_environment(monkeypatch):
     assert budget.links == 3 and budget.max_bytes == int(1.5 * 1024 * 1024)
     monkeypatch.setenv("SINGTALK_LINKS_PER_HOUR", "-1")
     assert DownloadBudget().links == 20  # nonsense falls back to the default
+
+
+# -- the server's memory -------------------------------------------------------------------------------------
+def test_malloc_arenas_are_capped_in_process_unless_the_environment_decided(monkeypatch):
+    from singtalk.memory import limit_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas(4) is True  # glibc (Debian): mallopt accepted it
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "1")
+    assert limit_malloc_arenas(4) is False  # the operator's setting stands
