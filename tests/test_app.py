@@ -669,6 +669,69 @@ def test_live_meter_says_no_voice_between_takes(app_env, test_store, uploads, mo
     assert meter and "Live: **Singing**" in meter[0], meter
 
 
+@pytest.mark.parametrize("error", [
+    streamlit_webrtc.webrtc.TimeoutError("Processing offer and initializing the worker has not finished in 10 seconds"),
+    ValueError("None is not in list"),  # what aiortc raised on an SDP it could not match
+], ids=["timeout", "aiortc"])
+def test_a_failed_live_connection_is_told_in_plain_words_and_logged(app_env, test_store, uploads, monkeypatch,
+                                                                    caplog, error):
+    """``webrtc_streamer`` raises (it needs a browser, so it is patched here; the real one raises these): the
+    Live tab says what happened and what to try, the raw error only in the server log; the page goes on."""
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", failing)
+    with caplog.at_level("WARNING", logger="appkit.live"):
+        at = fresh_app()
+    said = [w.value for w in at.warning if "live connection" in w.value]
+    assert len(said) == 1 and str(error) not in said[0] and type(error).__name__ not in said[0], said
+    assert "Record tab" in said[0] and "another browser or network" in said[0]
+    assert ("took too long" in said[0]) == isinstance(error, streamlit_webrtc.webrtc.TimeoutError)
+    assert str(error) in caplog.text, "the raw error is in the server log"
+    assert any(b.label == "Classify everything captured" for b in at.button), "the rest of the tab is drawn"
+
+
+def test_a_live_stream_with_no_audio_arriving_says_so(app_env, test_store, uploads, monkeypatch):
+    """Playing (START took effect) but not one frame received for NO_AUDIO_S: a plain warning replaces
+    "listening…"; once audio arrives the meter is back."""
+    import time as clock
+
+    from appkit.live import NO_AUDIO_S, NO_AUDIO_TEXT, LiveBuffer
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", playing_webrtc_streamer)
+    buffer = LiveBuffer(seconds=60.0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["live-buffer"] = buffer
+    at.run()
+    assert not at.exception and not at.warning
+    assert any(m.value == "Live: **listening…**" for m in at.markdown)
+    at.session_state["live-started"] = (clock.monotonic() - NO_AUDIO_S - 1, 0.0)
+    at.run()
+    assert [w.value for w in at.warning] == [NO_AUDIO_TEXT]
+    buffer.extend(decode(test_store.singing_clip)[: 16000 * 5])
+    at.run()
+    assert not at.warning and [p.proto.text for p in at.get("progress")][0].startswith("Live: **")
+
+
+def test_the_live_tab_explains_the_boxs_microphone_errors(app_env, test_store, uploads, monkeypatch):
+    """The WebRTC box shows the browser's error names (NotAllowedError…) inside its frame, out of the page's
+    reach: the tab says what each means and what to do, and the box's own messages are replaced."""
+    from appkit.live import MICROPHONE_TEXTS
+
+    seen = {}
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return fake_webrtc_streamer()
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", recording)
+    at = fresh_app()
+    assert seen["translations"] == MICROPHONE_TEXTS and "Record" in MICROPHONE_TEXTS["device_access_denied"]
+    text = next(e for e in at.expander if e.label == "The microphone does not start?").markdown[0].value
+    for shown in ("NotAllowedError", "NotFoundError", "Media API not available", "Record"):
+        assert shown in text
+
+
 def test_dataset_page_with_three_classes(three_env, three_class_store, uploads):
     at = fresh_app()
     at.switch_page("app_pages/dataset.py").run()
