@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import streamlit as st
 
 from appkit import examples, line, resources, results
-from appkit.live import LiveBuffer, is_quiet, loop_kept_awake, meter_reading, server_event_loop
+from appkit.live import (MICROPHONE_TEXTS, NO_AUDIO_TEXT, LiveBuffer, connection_failure, is_quiet, loop_kept_awake,
+                         meter_reading, no_audio, server_event_loop, trouble_text)
 from singtalk import audio
 from singtalk.errors import SilentAudio, SingtalkError, TooLong, TooShort
 from singtalk.sources import is_url
@@ -83,10 +85,17 @@ with live_tab:
                                                     "autoGainControl": False}, "video": False},
                 frontend_rtc_configuration={"iceServers": ice},
                 server_rtc_configuration={"iceServers": ice},
+                translations=MICROPHONE_TEXTS,
             )
     except Exception as err:  # streamlit-webrtc raises its own TimeoutError and aiortc's errors here
-        st.warning(f"The live connection could not be set up ({err}). Press STOP, then START to try again.")
+        st.warning(connection_failure(err))
+    with st.expander("The microphone does not start?"):
+        st.markdown(trouble_text())
     playing = bool(ctx and ctx.state.playing)
+    if playing:  # when START took effect, and how much audio had arrived by then
+        st.session_state.setdefault("live-started", (time.monotonic(), buffer.received_seconds))
+    else:
+        st.session_state.pop("live-started", None)
 
     @st.fragment(run_every=1.0 if playing else None)
     def live_meter():
@@ -95,7 +104,10 @@ with live_tab:
             return
         y = buffer.last(LIVE_WINDOW_S)
         if y.size < LIVE_WINDOW_S * audio.SAMPLE_RATE * 0.5:
-            st.markdown("Live: **listening…**")
+            if no_audio(st.session_state.get("live-started"), buffer, time.monotonic()):
+                st.warning(NO_AUDIO_TEXT)
+            else:
+                st.markdown("Live: **listening…**")
             return
         served = line.line().try_serve()  # the meter skips a beat rather than queue behind uploads
         if served is None:
@@ -119,6 +131,7 @@ with live_tab:
                                help=f"Up to the last {audio.format_seconds(RECORD_MAX_S)}.")
     if right.button("Clear", key="live-clear"):
         buffer.clear()
+        st.session_state.pop("live-started", None)
         st.session_state.pop("result:live", None)
         st.session_state.pop("live-take", None)
     if classify_all:
@@ -151,20 +164,7 @@ with link_tab:
     take = st.session_state.get("link-take")
     if take is not None:
         url, separate_link = take
-        previous = st.session_state.get("result:link")
-        fresh = previous is None or not previous.key.startswith(f"link:{url}|sep={separate_link}|")
-        if fresh:
-            with st.status("Working on the link…", expanded=True) as status:
-                def stage(name: str) -> None:
-                    status.update(label=results.STAGE_TEXT.get(name, name))
-                    st.write(results.STAGE_TEXT.get(name, name))
-
-                result = results.classify(f"link:{url}", url, name=url, separate=separate_link, stage=stage)
-                status.update(label="Done" if result else "Failed", state="complete" if result else "error",
-                              expanded=result is None)
-            if result is None:
-                st.session_state.pop("link-take", None)  # do not download again on the next click
-        else:
-            result = previous
-        if result:
-            results.show(result, key="link")
+        # A new link clears the previous link's result at once; its stages (download, decode…) are named as they run.
+        if results.classify_and_show(f"link:{url}", url, show_key="link", stages=True, name=url,
+                                     separate=separate_link) is None:
+            st.session_state.pop("link-take", None)  # do not download again on the next click

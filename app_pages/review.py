@@ -78,8 +78,12 @@ if len(wrong):
         shown = shown[shown["source"].isin(sources)]
     conf = shown["confidence_value"].fillna(0.0)
     shown = shown[(conf >= low) & (conf <= high)]
-    st.dataframe(shown[["path", "label", "predicted", "confidence", "status", "model_version", "reviewer",
-                        "note", "origin"]], hide_index=True, height=min(38 + 35 * len(shown), 300))
+    listed = shown.assign(model=[resources.model_date(str(store.root), v) if v else "" for v in shown["model_version"]])
+    st.dataframe(listed[["path", "label", "predicted", "confidence", "status", "model", "reviewer", "note",
+                         "origin"]], hide_index=True, height=min(38 + 35 * len(shown), 300),
+                 column_config={"model": st.column_config.TextColumn(
+                     "model", help="When the model that answered was made (its version id is in the wrong list's "
+                                   "model_version column).")})
 
     reviewer = st.text_input("Your name (kept with each review)", key="reviewer")
     pages = max(1, -(-len(shown) // PAGE_ROWS))
@@ -174,15 +178,22 @@ live = job is not None and job.running and job.kind in KINDS
 MAX_PLAYERS = 6
 
 
+def outcome_names(report) -> dict[str, str]:
+    """The retrain's new version and its backup by their dates, told apart (``resources.version_names``)."""
+    return resources.version_names(str(store.root), [v for v in (report.new_version, report.backup_version) if v])
+
+
 def outcome_text(report) -> str:
-    """One line: promoted, forced or kept."""
+    """One line: promoted, forced or kept; the models by their dates."""
     verdict = report.verdict
+    named = outcome_names(report)
+    new = f"the new model ({named.get(report.new_version)})"
     if report.promoted and verdict is not None and verdict.forced:
-        return f"Promoted {report.new_version} by force, overriding the verdict."
+        return f"Promoted {new} by force, overriding the verdict."
     if report.promoted:
-        return f"Promoted {report.new_version}: it is better on everything known to be right."
-    kept = f"; {report.new_version} is kept unpromoted" if report.new_version else ""
-    return f"Not promoted: {report.backup_version} keeps serving{kept}."
+        return f"Promoted {new}: it is better on everything known to be right."
+    kept = f"; {new} is kept unpromoted" if report.new_version else ""
+    return f"Not promoted: the model of {named[report.backup_version]} keeps serving{kept}."
 
 
 def show_verdict(verdict) -> None:
@@ -232,31 +243,37 @@ def job_view():
     jobs_view.show_end_state(snap)
     result = snap["result"]
     if snap["kind"] == "check" and result:
-        st.write(result)
+        st.write(resources.name_versions(result, str(store.root)))
     elif snap["kind"] == "retrain" and result is not None:
         report = result
+        named = outcome_names(report)
         verdict = report.verdict
         (st.success if verdict is not None and verdict.passed else st.warning)(outcome_text(report))
         if verdict is not None:
             show_verdict(verdict)
         else:
-            st.caption(report.reason)
+            st.caption(resources.name_versions(report.reason, str(store.root)))
+        backup = named[report.backup_version]
         st.caption(f"{report.n_mistakes} mistake(s) used ({report.n_train_mistakes} train, "
-                   f"{report.n_test_mistakes} test), {report.n_replay} replayed rows; backup {report.backup_version}.")
+                   f"{report.n_test_mistakes} test), {report.n_replay} replayed rows; the backup is the model of "
+                   f"{backup}.")
         current = store.current_version()
         kept = report.new_version if report.new_version and report.new_version != current else None
         if kept and kept not in {v.version for v in store.list_versions()}:
-            st.caption(f"{kept} was discarded.")
+            st.caption(f"The new model ({named[kept]}) was discarded.")
             kept = None
         c1, c2, c3 = st.columns(3)
-        if kept and c1.button(f"Promote {kept} anyway", key="retrain-promote"):
-            store_action(lambda: store.promote(kept), f"{kept} is serving.")
-        if kept and c3.button(f"Discard {kept}", key="retrain-discard",
-                              help="Delete this unpromoted version from the model store."):
-            store_action(lambda: store.delete(kept), f"{kept} discarded.")
-        if current != report.backup_version and c2.button(f"Roll back to {report.backup_version}",
-                                                          key="retrain-rollback"):
-            store_action(lambda: store.rollback(report.backup_version), f"{report.backup_version} is serving again.")
+        if kept:
+            new = f"the new model ({named[kept]})"
+            if c1.button("Promote the new model anyway", key="retrain-promote", help=f"Serve {new}: version {kept}."):
+                store_action(lambda: store.promote(kept), f"{new[0].upper()}{new[1:]} is serving.")
+            if c3.button("Discard the new model", key="retrain-discard",
+                         help=f"Delete {new}, version {kept}, from the model store; it was never served."):
+                store_action(lambda: store.delete(kept), f"{new[0].upper()}{new[1:]} was discarded.")
+        if current != report.backup_version and c2.button(
+                f"Roll back to the model of {backup}", key="retrain-rollback",
+                help=f"Serve the model the retrain started from again: version {report.backup_version}."):
+            store_action(lambda: store.rollback(report.backup_version), f"The model of {backup} is serving again.")
 
 
 job_view()
@@ -265,15 +282,34 @@ job_view()
 st.subheader("Model versions")
 versions = store.list_versions()
 if versions:
-    table = pd.DataFrame([{"version": v.version, "serving": "●" if v.is_current else "", "created": v.created,
+    root = str(store.root)
+    names = resources.version_names(root, [v.version for v in versions])
+    table = pd.DataFrame([{"model": names[v.version], "serving": "●" if v.is_current else "",
                            "test accuracy": v.metrics.get("test.accuracy"),
                            "balanced accuracy": v.metrics.get("test.balanced_accuracy"),
-                           "features": v.feature_version, "parent": v.parent, "note": v.note} for v in versions])
-    st.dataframe(table, hide_index=True)
+                           "features": v.feature_version,
+                           "made from": names.get(v.parent) or (resources.model_date(root, v.parent) if v.parent else ""),
+                           "note": resources.name_versions(v.note or "", root), "version id": v.version}
+                          for v in versions])
+    st.dataframe(table, hide_index=True, column_config={
+        "model": st.column_config.TextColumn("model", help="When the version was made (UTC)."),
+        "made from": st.column_config.TextColumn("made from", help="The model it was fine-tuned or calibrated from."),
+        "version id": st.column_config.TextColumn("version id", help="What the command line calls it "
+                                                  "(singtalk rollback VERSION)."),
+    })
     c1, c2 = st.columns([3, 1])
+    serving = store.current_version()
+
+    def version_label(version: str) -> str:
+        """Its date (to the second when needed) and headline figures; "(serving)" for the one served."""
+        described = resources.model_description(root, version).replace(resources.model_date(root, version),
+                                                                       names[version], 1)
+        return described + (" (serving)" if version == serving else "")
+
     chosen = c1.selectbox("Version", [v.version for v in versions], key="version-pick",
-                          label_visibility="collapsed")
+                          label_visibility="collapsed", format_func=version_label)
+    c1.caption(f"Version id {chosen} (`singtalk rollback {chosen}` serves it from the command line).")
     if c2.button("Serve this version", key="version-promote", disabled=jobs_view.running() is not None):
-        store_action(lambda: store.promote(chosen), f"{chosen} is serving.")
+        store_action(lambda: store.promote(chosen), f"The model of {names[chosen]} is serving.")
 else:
     st.info(f"No model versions in {store.root} yet.")

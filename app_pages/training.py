@@ -147,20 +147,21 @@ def show_results(result: dict) -> None:
         st.plotly_chart(plot_trials(result["trials"]), key="fig-trials")
     store = resources.store()
     version = result["version"]
+    made = resources.model_date(str(store.root), version)
     if store.current_version() == version:
-        st.success(f"Version {version} is serving.")
-    elif st.button(f"Promote {version}", type="primary", key="promote",
-                   help="Serve this model from now on; the current one stays as a backup."):
+        st.success(f"This model (made {made}) is serving.")
+    elif st.button("Promote this model", type="primary", key="promote",
+                   help=f"Serve this model (version {version}) from now on; the current one stays as a backup."):
         try:
             store.promote(version)
         except SingtalkError as err:
             st.error(f"{err}")
         else:
             resources.forget_models()
-            st.toast(f"Version {version} is now serving.")
+            st.toast(f"The model of {made} is now serving.")
             st.rerun(scope="app")
     else:
-        st.caption(f"Saved as version {version} (not serving yet).")
+        st.caption(f"Saved as the model of {made} (version {version}), not serving yet.")
 
 
 def show_last_finished() -> None:

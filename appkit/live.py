@@ -1,18 +1,21 @@
 """Live microphone support: a rolling 16 kHz buffer fed by WebRTC audio frames, the meter's
-reading of a prediction, and a guard that keeps the server's event loop answering while an
-offer is processed."""
+reading of a prediction, a guard that keeps the server's event loop answering while an
+offer is processed, and what to tell a visitor when the microphone or the connection fails."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 
 import numpy as np
 
 from singtalk.audio import SAMPLE_RATE
 from singtalk.labels import NO_VOICE, display
+
+log = logging.getLogger(__name__)
 
 
 class LiveBuffer:
@@ -163,3 +166,75 @@ def loop_kept_awake(loop: asyncio.AbstractEventLoop | None, every_s: float = 0.0
     finally:
         done.set()
         poker.join(timeout=1.0)
+
+
+MICROPHONE_TEXTS = {
+    "device_ask_permission": "Allow this page to use your microphone when the browser asks.",
+    "device_access_denied": "The browser does not let this page use the microphone. Allow it for this site "
+                            "(the microphone or lock icon in the address bar), reload the page and press START "
+                            "again, or use the Record or Upload tab instead.",
+    "device_not_available": "No microphone could be opened: none is connected, or another program is using it. "
+                            "Connect one or close the other program, reload the page, or upload a file instead.",
+    "media_api_not_available": "This browser gives the microphone only to secure pages (https:// or localhost), "
+                               "and this page is neither. Open the app at its https:// address, or upload a "
+                               "file instead.",
+}
+"""The WebRTC box's own messages when the microphone cannot be opened (``webrtc_streamer(translations=…)``):
+what happened and what to try, in place of "Access denied" or "Media API not available". The browser's own
+reason follows in brackets."""
+
+BOX_ERRORS = (
+    ("NotAllowedError, Permission denied", "the browser blocks the microphone for this page. Allow it for this site "
+     "(the microphone or lock icon in the address bar), reload the page and press START again."),
+    ("NotFoundError, NotReadableError", "no microphone could be opened: none is connected, or another program is "
+     "using it. Connect one or close the other program, then reload the page."),
+    ("Media API not available", "the browser gives the microphone only to secure pages (https:// or localhost). "
+     "Open the app at its https:// address."),
+)
+"""What the WebRTC box's own error lines mean (the box shows the browser's error names after START, out of the
+page's reach), and what to do: shown under the box (:func:`trouble_text`)."""
+
+
+def trouble_text() -> str:
+    """Markdown: each error the live box can show, in plain words, and the way round all of them."""
+    lines = [f"- **{shown}**: {meaning}" for shown, meaning in BOX_ERRORS]
+    return "\n".join(["If the box above shows an error instead of STOP:", *lines,
+                      "", "The **Record** tab needs no live connection: record a take there instead, or upload a "
+                          "file."])
+
+
+NO_AUDIO_S = 8.0
+"""Playing this long with no audio frame received: the connection is up in name only (see :func:`no_audio`)."""
+
+NO_AUDIO_TEXT = ("No sound has reached this server since START: the connection was set up but the audio does not "
+                 "get through (a firewall or the network may block live audio). Press STOP, then try another "
+                 "network or browser, or use the Record tab, which needs no live connection.")
+
+
+def no_audio(started: tuple[float, float] | None, buffer: LiveBuffer, now: float, wait_s: float = NO_AUDIO_S) -> bool:
+    """True when ``started`` = (time START took effect, ``buffer.received_seconds`` then) is over ``wait_s`` ago
+    and not one frame has arrived since."""
+    if started is None:
+        return False
+    since, received = started
+    return now - since >= wait_s and buffer.received_seconds <= received
+
+
+TRY_INSTEAD = ("Press STOP, then START to try again. If it keeps failing: check that the browser may use the "
+               "microphone, try another browser or network (some office and school networks block live audio), "
+               "or use the Record tab, which records in the browser and needs no live connection.")
+
+
+def connection_failure(err: BaseException) -> str:
+    """What to tell a visitor when the live connection could not be set up; the raw error goes to the log.
+
+    ``streamlit_webrtc``'s TimeoutError means the server did not answer the browser's offer in time (it is
+    busy); any other error (aiortc's, the component's) that the browser and the server could not agree on a
+    connection.
+    """
+    log.warning("live connection failed: %s: %s", type(err).__name__, err, exc_info=err)
+    if type(err).__name__ == "TimeoutError":
+        what = "The live connection could not be set up: this server took too long to answer (it may be busy)."
+    else:
+        what = "The live connection could not be set up: your browser and this server did not manage to connect."
+    return f"{what} {TRY_INSTEAD}"

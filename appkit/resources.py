@@ -8,6 +8,7 @@ one at once after a promotion from the app.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import streamlit as st
@@ -53,6 +54,36 @@ def model_description(root: str, version: str) -> str:
         return model_name.describe(ModelStore(root).read_metadata(version))
     except (OSError, ValueError, SingtalkError):
         return model_name.describe({"version": version})
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def model_date(root: str, version: str) -> str:
+    """:func:`singtalk.model_name.made_on` of a stored version (``'6 Dec 2026, 04:28 UTC'``); read from the id
+    itself when the version is no longer in the store."""
+    try:
+        metadata = ModelStore(root).read_metadata(version)
+    except (OSError, ValueError, SingtalkError):
+        metadata = {}
+    return model_name.made_on({"version": version, **metadata})
+
+
+VERSION_ID = re.compile(r"\b\d{8}T\d{6}Z(?:-[A-Za-z0-9_.-]*[A-Za-z0-9])?")
+"""A model version id (``20261206T042832Z``, a suffix allowed) inside a text."""
+
+
+def version_names(root: str, versions) -> dict[str, str]:
+    """Each version's name for a person: its date (:func:`model_date`), with seconds where two versions of
+    the same minute would otherwise read alike."""
+    dates = {v: model_date(root, v) for v in versions}
+    alike = list(dates.values())
+    return {v: f"{date[:-4]}:{v[13:15]} UTC" if alike.count(date) > 1 and date.endswith(" UTC")
+            and VERSION_ID.fullmatch(v) else date for v, date in dates.items()}
+
+
+def name_versions(text: str, root: str | None = None) -> str:
+    """``text`` with every version id in it replaced by the model's date (:func:`model_date`)."""
+    root = root or str(store().root)
+    return VERSION_ID.sub(lambda found: model_date(root, found.group(0)), str(text))
 
 
 def serving_description() -> tuple[str, str] | None:

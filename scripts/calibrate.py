@@ -2,7 +2,7 @@
 """Calibrate a stored model's confidence by temperature scaling, and say how much it helped.
 
     .venv/bin/python scripts/calibrate.py [--models models] [--version V] [--folds 5] [--save] [--promote]
-                                          [--robustness ROBUSTNESS.json]
+                                          [--robustness ROBUSTNESS.json] [--left-out [--answers CSV]]
 
 The rows are the test side of the model's feature table (``models/tables/features_raw.csv``, split
 ``test``: speakers the network never heard). The reported "after" figures are cross-fitted: the
@@ -13,6 +13,11 @@ confidence softer), with the figures in its metadata under ``calibration``; ``--
 ``--robustness`` also scores the confidence on altered audio: the per-clip answers that
 ``scripts/robustness.py --json`` wrote (one row per condition: ECE as the model gives it, and with the
 fitted temperature applied, ``p ** (1 / T)`` renormalised, which is exactly a softmax of the logits / T).
+``--left-out`` also scores the confidence on corpora never trained on: the head refitted without each corpus
+as ``train_default.py``'s leave-one-source-out run does (:func:`left_out_answers`; the CNNs are not retrained,
+the left-out networks of ``models/spectro-folds`` are used), its answers kept in
+``tables/left-out-<version>.csv``; per corpus and pooled ECE, and what a temperature fitted on the other
+corpora's answers does to each (``calibration.cross_fitted_by_group``).
 This is the command behind the calibration figures of the README's model card.
 """
 
@@ -28,8 +33,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
-from singtalk import calibration, dataset  # noqa: E402
+from singtalk import atomic, calibration, dataset  # noqa: E402
 from singtalk.registry import ModelStore  # noqa: E402
 
 
@@ -92,6 +98,89 @@ def under_conditions(path: str, class_names: list[str], temperature: float) -> s
     return "\n".join(lines)
 
 
+# -- left-out corpora -------------------------------------------------------------------------------------------
+def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cache: str = "var/cache",
+                     corpora: list[str] | None = None, ensemble: int | None = None) -> pd.DataFrame:
+    """Every clean clip of the corpus answered by a head that never trained on its corpus.
+
+    The feature table is ``train_default.prepare``'s (the same clips, augmented copies and CNN logits as the
+    served model's training; from ``cache`` when it was extracted before, else about 20 minutes on 2 cores).
+    For each corpus C (``dataset.corpus_of``) the head is refitted as ``train_default.py``'s leave-one-source-out
+    run fits it (every CNN logit from the networks trained without C where they heard C; the head, gate,
+    ensemble and training settings from the version's metadata) and answers C's clean rows. Returns their path,
+    corpus, label and one ``p_<class>`` column per class of the model.
+    """
+    import argparse
+
+    import train_default as T
+
+    from singtalk.model import TrainConfig, predict_proba
+    from singtalk.spectro import VIEWS, SpectroNet
+
+    args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
+                              backgrounds=True, split=str(T.SPLIT_FILE), cache=cache,
+                              spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
+    table, inputs, fold_dirs, _, names = T.prepare(args)
+    if names != list(loaded.feature_names):
+        raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
+    table["corpus"] = table["source"].map(dataset.corpus_of)
+    config = loaded.metadata.get("config", {})
+    train_config = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__})
+    head_args = (train_config, ensemble or int(config.get("ensemble", 1)), config.get("head", "stack"), T.LINEAR_C,
+                 "dynamic", T.JUDGE_WEIGHT, config.get("gate", "linear"), float(config.get("gate_offset", 0.0)))
+    heard = set(table["corpus"][table["heard"]])
+    answers = []
+    for corpus in corpora or sorted(table["corpus"].unique()):
+        t = table
+        if corpus in heard:  # every row's logits from networks that never heard this corpus
+            t = table.copy()
+            for view in VIEWS:
+                T.set_spectro_logits(t, inputs[view], np.arange(len(t)),
+                                     SpectroNet.load(fold_dirs[view] / f"without_{corpus}.npz"), view)
+        fit = t[(t["corpus"] != corpus) & ((t["split"] == "train") | ~t["augmented"])]
+        held = t[(t["corpus"] == corpus) & ~t["augmented"] & t["label"].isin(loaded.class_names)]
+        result, scaler = T.fit(fit.reset_index(drop=True), names, *head_args)
+        if list(result.class_names) != list(loaded.class_names):
+            raise SystemExit(f"without {corpus} the head has classes {result.class_names}, not {loaded.class_names}")
+        proba = predict_proba(result.model, scaler.transform(held[names].to_numpy()))
+        part = held[["path", "corpus", "label"]].reset_index(drop=True)
+        for i, name in enumerate(loaded.class_names):
+            part[f"p_{name}"] = proba[:, i]
+        answers.append(part)
+        right = np.mean(np.array(loaded.class_names)[proba.argmax(1)] == part["label"].to_numpy())
+        print(f"  without {corpus}: {len(part)} clips, {right:.3f} right", file=sys.stderr, flush=True)
+    return pd.concat(answers, ignore_index=True)
+
+
+def left_out_path(store: ModelStore, version: str) -> Path:
+    """Where the per-clip left-out answers of ``version`` are kept (``tables/left-out-<version>.csv``)."""
+    return Path(store.root) / "tables" / f"left-out-{version}.csv"
+
+
+def left_out_report(answers: pd.DataFrame, class_names: list[str]) -> calibration.LeftOutReport:
+    """:func:`calibration.cross_fitted_by_group` over the corpora of :func:`left_out_answers`."""
+    proba = answers[[f"p_{c}" for c in class_names]].to_numpy(np.float64)
+    y = answers["label"].map({c: i for i, c in enumerate(class_names)}).to_numpy()
+    return calibration.cross_fitted_by_group(proba, y, answers["corpus"].to_numpy())
+
+
+def left_out_markdown(report: calibration.LeftOutReport, version: str, test_ece_with_t: float) -> str:
+    r = report
+    lines = [f"Confidence on corpora never trained on ({version}'s head refitted without each corpus, "
+             f"{r.n} clips, {len(r.groups)} corpora; accuracy {r.accuracy:.3f}). \"after\": each corpus scaled "
+             f"by the temperature fitted on the other corpora's answers; on all of them T = {r.temperature:.2f}, "
+             f"which gives ECE {test_ece_with_t:.3f} on the test split.", "",
+             "| left out | n | right | mean confidence | ECE | ECE after (T) |", "|---|---|---|---|---|---|"]
+    for g in r.groups:
+        lines.append(f"| {g.group} | {g.n} | {g.accuracy:.3f} | {g.mean_confidence:.3f} | {g.ece_before:.3f} | "
+                     f"{g.ece_after:.3f} ({g.temperature:.2f}) |")
+    lines.append(f"| **pooled** | {r.n} | {r.accuracy:.3f} | | **{r.ece_before:.3f}** | **{r.ece_after:.3f}** |")
+    before, after = (np.median([getattr(g, k) for g in r.groups]) for k in ("ece_before", "ece_after"))
+    lines.append(f"| median of the corpora | | | | {before:.3f} | {after:.3f} |")
+    lines.append(f"\nLog loss pooled: {r.log_loss_before:.3f} before, {r.log_loss_after:.3f} after.")
+    return "\n".join(lines)
+
+
 def save(store: ModelStore, loaded, report, rows, *, promote: bool) -> str:
     from sklearn.metrics import roc_auc_score
 
@@ -120,10 +209,35 @@ def main(argv=None) -> int:
     parser.add_argument("--save", action="store_true", help="write the calibrated network as a new version")
     parser.add_argument("--promote", action="store_true", help="with --save: serve it")
     parser.add_argument("--robustness", metavar="JSON", help="also score a scripts/robustness.py --json report")
+    parser.add_argument("--left-out", action="store_true",
+                        help="also score the confidence on corpora never trained on (the head refitted without "
+                             "each corpus; about 15 minutes on 2 cores)")
+    parser.add_argument("--answers", metavar="CSV",
+                        help="with --left-out: the per-clip answers, read from here when the file exists, else "
+                             "computed and written here (default: MODELS/tables/left-out-VERSION.csv, committed for the "
+                             "shipped model: delete it to measure again)")
+    parser.add_argument("--data", help="with --left-out: the corpus (default: config.data_dir())")
+    parser.add_argument("--jobs", type=int, default=2, help="with --left-out: processes extracting features")
+    parser.add_argument("--cache", default=str(REPO / "var" / "cache"),
+                        help="with --left-out: train_default.py's feature cache ('' off)")
     args = parser.parse_args(argv)
     store = ModelStore(args.models)
     loaded, report, rows = calibrate(store, args.version, folds=args.folds)
     print(markdown(report, loaded.version))
+    if args.left_out:
+        path = Path(args.answers or left_out_path(store, loaded.version))
+        if path.is_file():
+            answers = pd.read_csv(path)
+        else:
+            answers = left_out_answers(loaded, data_dir=Path(args.data) if args.data else None, jobs=args.jobs,
+                                       cache=args.cache)
+            with atomic.atomic_path(path) as tmp:  # 6 significant digits: tiny probabilities matter to log loss
+                answers.to_csv(tmp, index=False, float_format="%.6g")
+        left = left_out_report(answers, loaded.class_names)
+        X, y, _ = rows
+        test_after = calibration.expected_calibration_error(
+            calibration.with_temperature(loaded.net, left.temperature)(X), y)
+        print("\n" + left_out_markdown(left, loaded.version, test_after))
     if args.robustness:
         print("\n" + under_conditions(args.robustness, loaded.class_names, report.temperature))
     if args.save:

@@ -59,11 +59,30 @@ def with_temperature(net: NumpyNet, temperature: float) -> NumpyNet:
 
 def fit_temperature(net: NumpyNet, X: np.ndarray, y: np.ndarray) -> float:
     """The temperature that minimises the log loss of ``net`` on scaled rows ``X`` with class indices ``y``."""
+    return _best_temperature(lambda t: log_loss(with_temperature(net, t)(X), y))
+
+
+def scale_probabilities(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``proba ** (1 / T)`` renormalised: for a softmax output exactly the softmax of the logits / T, so the
+    temperature of :func:`with_temperature` applied to answers already given (rows of ``proba``)."""
+    if temperature <= 0:
+        raise ValueError(f"a temperature must be positive, got {temperature}")
+    logp = np.log(np.maximum(np.asarray(proba, dtype=np.float64), 1e-300)) / temperature
+    scaled = np.exp(logp - logp.max(axis=1, keepdims=True))
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fit_temperature_to_answers(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the log loss of answers already given (:func:`scale_probabilities`)."""
+    return _best_temperature(lambda t: log_loss(scale_probabilities(proba, t), y))
+
+
+def _best_temperature(loss) -> float:
     from scipy.optimize import minimize_scalar
 
     lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
-    found = minimize_scalar(lambda log_t: log_loss(with_temperature(net, float(np.exp(log_t)))(X), y),
-                            bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
+    found = minimize_scalar(lambda log_t: loss(float(np.exp(log_t))), bounds=(lo, hi), method="bounded",
+                            options={"xatol": 1e-4})
     return float(np.exp(found.x))
 
 
@@ -126,3 +145,62 @@ def scale_keras_output(model, temperature: float):
         kernel, *bias = last.get_weights()
         last.set_weights([kernel / temperature, *(b / temperature for b in bias)])
     return copy
+
+
+@dataclass
+class GroupCalibration:
+    """Calibration figures for the answers given on one left-out group (e.g. a corpus never trained on)."""
+
+    group: str
+    n: int
+    accuracy: float
+    mean_confidence: float
+    ece_before: float
+    ece_after: float
+    temperature: float
+    """Fitted on every other group's answers, applied to this group's (``ece_after``)."""
+
+
+@dataclass
+class LeftOutReport:
+    """ECE of answers on groups left out of training, before and after a temperature; ``*_after`` figures are
+    cross-fitted: each group is scaled by the temperature fitted on the other groups' answers only."""
+
+    temperature: float
+    """Fitted on every group's answers (what would ship)."""
+    n: int
+    accuracy: float
+    ece_before: float
+    ece_after: float
+    log_loss_before: float
+    log_loss_after: float
+    groups: list
+
+    def to_dict(self) -> dict:
+        rounded = {key: (round(value, 4) if isinstance(value, float) else value) for key, value in self.__dict__.items()}
+        rounded["groups"] = [{k: round(v, 4) if isinstance(v, float) else v for k, v in g.__dict__.items()}
+                             for g in self.groups]
+        return rounded
+
+
+def cross_fitted_by_group(proba: np.ndarray, y: np.ndarray, groups: np.ndarray) -> LeftOutReport:
+    """Temperature scaling of answers ``proba`` (rows given by models that never trained on the row's group,
+    e.g. leave-one-corpus-out) judged the same way: for each group, a temperature fitted on all the other
+    groups' answers is applied to this group's, so the "after" figures say what a temperature would do on a
+    corpus never heard."""
+    proba, y, groups = np.asarray(proba, dtype=np.float64), np.asarray(y), np.asarray(groups)
+    after = np.zeros_like(proba)
+    rows = []
+    for group in sorted(set(groups.tolist())):
+        inside = groups == group
+        t = fit_temperature_to_answers(proba[~inside], y[~inside]) if (~inside).any() else 1.0
+        after[inside] = scale_probabilities(proba[inside], t)
+        rows.append(GroupCalibration(
+            group=str(group), n=int(inside.sum()), accuracy=float((proba[inside].argmax(1) == y[inside]).mean()),
+            mean_confidence=float(proba[inside].max(1).mean()),
+            ece_before=expected_calibration_error(proba[inside], y[inside]),
+            ece_after=expected_calibration_error(after[inside], y[inside]), temperature=round(t, 4)))
+    return LeftOutReport(
+        temperature=fit_temperature_to_answers(proba, y), n=len(y), accuracy=float((proba.argmax(1) == y).mean()),
+        ece_before=expected_calibration_error(proba, y), ece_after=expected_calibration_error(after, y),
+        log_loss_before=log_loss(proba, y), log_loss_after=log_loss(after, y), groups=rows)

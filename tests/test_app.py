@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -81,6 +82,30 @@ def values(data) -> np.ndarray:
 
 def downloads(at: AppTest) -> list[str]:
     return [b.proto.label for b in at.get("download_button")]
+
+
+ID_SHOWN_AS_ID = re.compile(r"(?<![Vv]ersion )(?<![Vv]ersion id )(?<!rollback )\b\d{8}T\d{6}Z")
+"""A version id that no text introduces as one ("version …", "Version id …", "singtalk rollback …")."""
+
+
+def bare_version_ids(at: AppTest) -> list[str]:
+    """Texts of the page that show a model version as a bare timestamp (help texts and the versions table's
+    ``version id`` column are where the id belongs)."""
+    texts = [e.value for kind in ("markdown", "caption", "success", "warning", "info", "error", "toast")
+             for e in at.get(kind)]
+    texts += [b.label for b in at.button] + [e.label for e in at.expander] + [m.value for m in at.metric]
+    texts += [str(option) for box in at.selectbox for option in box.options] + [box.label for box in at.selectbox]
+    for frame in at.dataframe:
+        texts += [str(v) for column in frame.value.columns if column != "version id" for v in frame.value[column]]
+        texts += [str(c) for c in frame.value.columns]
+    return [text for text in texts if ID_SHOWN_AS_ID.search(str(text))]
+
+
+def version_names(store, versions) -> dict:
+    """The names the pages give ``versions`` (``appkit.resources.version_names``)."""
+    from appkit import resources
+
+    return resources.version_names(str(store.root), versions)
 
 
 def wait_for_job(timeout: float = 120):
@@ -189,7 +214,8 @@ def test_every_page_renders(app_env, test_store, uploads):
     assert any(b.label == "Start" for b in at.button)
     at.switch_page("app_pages/review.py").run()
     assert not at.exception and not at.error
-    assert any(test_store.version in str(v) for v in at.dataframe[-1].value["version"])
+    assert list(at.dataframe[-1].value["version id"]) == [test_store.version]
+    assert not bare_version_ids(at)
     at.switch_page("app_pages/classify.py").run()
     assert not at.exception and [t.label for t in at.tabs][:1] == ["Upload"]
 
@@ -221,8 +247,12 @@ def test_training_runs_to_completion_and_promotes(app_env, test_store, uploads, 
     events = job.snapshot()["events"]
     assert [e["epoch"] for e in events if e.get("kind") == "epoch"][:1] == [1]
     version = job.snapshot()["result"]["version"]
-    next(b for b in at.button if b.label == f"Promote {version}").click().run()
+    assert not bare_version_ids(at)
+    promote = next(b for b in at.button if b.label == "Promote this model")
+    assert version in promote.help
+    promote.click().run()
     assert not at.exception
+    assert not bare_version_ids(at)
     assert version in at.sidebar.caption[0].proto.help
     from singtalk.registry import ModelStore
 
@@ -239,6 +269,8 @@ def test_review_relabel_writes_the_csv(app_env, test_store, uploads, tmp_path):
     at.switch_page("app_pages/review.py").run()
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) == 1
+    assert list(at.dataframe[0].value["model"]) == [version_names(test_store, [test_store.version])[test_store.version]]
+    assert not bare_version_ids(at)
     at.text_input(key="reviewer").set_value("ana")
     assert at.selectbox(key="relabel-to-0").value == "talking"
     at.button(key="relabel-0").click().run()
@@ -461,6 +493,7 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     assert len(mislabelled & set(listed["path"])) >= len(mislabelled) // 2, "the flipped labels are found"
     wrong = review.read_wrong(Path(app_env["SINGTALK_WORK"]) / "wrong_audios.csv")
     assert set(wrong["path"]) == set(listed["path"]) and set(wrong["origin"]) == {"check"}
+    assert any("checked" in m.value for m in at.markdown) and not bare_version_ids(at)
     assert (wrong["status"] == "open").all()
 
     next(b for b in at.button if b.label == "Retrain").click().run()
@@ -473,7 +506,8 @@ def test_review_check_lists_mistakes_then_retrain_completes(app_env, test_store,
     assert outcome, [m.value for m in list(at.success) + list(at.warning)]
     report = job.snapshot()["result"]
     assert report.n_mistakes == len(wrong) and report.n_replay > 0
-    assert outcome[0].startswith(f"Promoted {report.new_version}" if report.promoted else "Not promoted")
+    assert outcome[0].startswith("Promoted the new model (" if report.promoted else "Not promoted")
+    assert not bare_version_ids(at)
     verdict_table = next(d.value for d in at.dataframe if "errors before" in d.value.columns)
     assert {"original test table", "labelled set"} <= set(verdict_table["set"]), "the check's file is judged on"
     labelled_all = verdict_table[(verdict_table["set"] == "labelled set") & (verdict_table["group"] == "all")]
@@ -522,26 +556,34 @@ def test_review_shows_a_refused_verdict_and_offers_to_promote_anyway(app_env, te
                                                                      monkeypatch):
     """The retrain job is patched to return a refused verdict (the real one runs in the test above)."""
     at, store, kept, verdict = refused_retrain(test_store, tmp_path, monkeypatch)
-    assert [w.value for w in at.warning] == [f"Not promoted: {test_store.version} keeps serving; {kept} is kept unpromoted."]
+    names = version_names(store, [test_store.version, kept])
+    assert names[kept] != names[test_store.version], "a version made in the same minute is told apart"
+    assert [w.value for w in at.warning] == [f"Not promoted: the model of {names[test_store.version]} keeps serving; "
+                                             f"the new model ({names[kept]}) is kept unpromoted."]
+    assert not bare_version_ids(at)
     assert "- The labelled set did not improve: 1 → 2 errors of 3 clips (fixed 1, broke 2)." in \
         "\n".join(m.value for m in at.markdown)
     table = next(d.value for d in at.dataframe if "errors before" in d.value.columns)
     assert list(table.columns) == list(verdict.table().columns)
     assert "worse beyond tolerance" in set(table["change"]) and len(table) == len(verdict.rows)
     assert any("2 fixed, 2 broken" in e.label for e in at.expander)
-    next(b for b in at.button if b.label == f"Promote {kept} anyway").click().run()
+    promote = next(b for b in at.button if b.label == "Promote the new model anyway")
+    assert kept in promote.help, "the id stays at hand"
+    promote.click().run()
     assert store.current_version() == kept
+    assert not bare_version_ids(at)
 
 
 def test_review_discards_a_refused_version_in_one_click(app_env, test_store, uploads, tmp_path, monkeypatch):
     at, store, kept, _ = refused_retrain(test_store, tmp_path, monkeypatch)
     assert kept in [v.version for v in store.list_versions()]
-    next(b for b in at.button if b.label == f"Discard {kept}").click().run()
+    next(b for b in at.button if b.label == "Discard the new model").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [v.version for v in store.list_versions()] == [test_store.version]
     assert store.current_version() == test_store.version
-    assert not any(b.label in (f"Discard {kept}", f"Promote {kept} anyway") for b in at.button)
-    assert any(c.value == f"{kept} was discarded." for c in at.caption)
+    assert not any(b.label in ("Discard the new model", "Promote the new model anyway") for b in at.button)
+    assert any(c.value == f"The new model ({version_names(store, [test_store.version, kept])[kept]}) was discarded." for c in at.caption)
+    assert not bare_version_ids(at)
 
 
 # --------------------------------------------------------------------------- three classes: singing, talking, no_voice
@@ -647,6 +689,69 @@ def test_live_meter_says_no_voice_between_takes(app_env, test_store, uploads, mo
     at.run()
     meter = [p.proto.text for p in at.get("progress")]
     assert meter and "Live: **Singing**" in meter[0], meter
+
+
+@pytest.mark.parametrize("error", [
+    streamlit_webrtc.webrtc.TimeoutError("Processing offer and initializing the worker has not finished in 10 seconds"),
+    ValueError("None is not in list"),  # what aiortc raised on an SDP it could not match
+], ids=["timeout", "aiortc"])
+def test_a_failed_live_connection_is_told_in_plain_words_and_logged(app_env, test_store, uploads, monkeypatch,
+                                                                    caplog, error):
+    """``webrtc_streamer`` raises (it needs a browser, so it is patched here; the real one raises these): the
+    Live tab says what happened and what to try, the raw error only in the server log; the page goes on."""
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", failing)
+    with caplog.at_level("WARNING", logger="appkit.live"):
+        at = fresh_app()
+    said = [w.value for w in at.warning if "live connection" in w.value]
+    assert len(said) == 1 and str(error) not in said[0] and type(error).__name__ not in said[0], said
+    assert "Record tab" in said[0] and "another browser or network" in said[0]
+    assert ("took too long" in said[0]) == isinstance(error, streamlit_webrtc.webrtc.TimeoutError)
+    assert str(error) in caplog.text, "the raw error is in the server log"
+    assert any(b.label == "Classify everything captured" for b in at.button), "the rest of the tab is drawn"
+
+
+def test_a_live_stream_with_no_audio_arriving_says_so(app_env, test_store, uploads, monkeypatch):
+    """Playing (START took effect) but not one frame received for NO_AUDIO_S: a plain warning replaces
+    "listening…"; once audio arrives the meter is back."""
+    import time as clock
+
+    from appkit.live import NO_AUDIO_S, NO_AUDIO_TEXT, LiveBuffer
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", playing_webrtc_streamer)
+    buffer = LiveBuffer(seconds=60.0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["live-buffer"] = buffer
+    at.run()
+    assert not at.exception and not at.warning
+    assert any(m.value == "Live: **listening…**" for m in at.markdown)
+    at.session_state["live-started"] = (clock.monotonic() - NO_AUDIO_S - 1, 0.0)
+    at.run()
+    assert [w.value for w in at.warning] == [NO_AUDIO_TEXT]
+    buffer.extend(decode(test_store.singing_clip)[: 16000 * 5])
+    at.run()
+    assert not at.warning and [p.proto.text for p in at.get("progress")][0].startswith("Live: **")
+
+
+def test_the_live_tab_explains_the_boxs_microphone_errors(app_env, test_store, uploads, monkeypatch):
+    """The WebRTC box shows the browser's error names (NotAllowedError…) inside its frame, out of the page's
+    reach: the tab says what each means and what to do, and the box's own messages are replaced."""
+    from appkit.live import MICROPHONE_TEXTS
+
+    seen = {}
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return fake_webrtc_streamer()
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", recording)
+    at = fresh_app()
+    assert seen["translations"] == MICROPHONE_TEXTS and "Record" in MICROPHONE_TEXTS["device_access_denied"]
+    text = next(e for e in at.expander if e.label == "The microphone does not start?").markdown[0].value
+    for shown in ("NotAllowedError", "NotFoundError", "Media API not available", "Record"):
+        assert shown in text
 
 
 def test_dataset_page_with_three_classes(three_env, three_class_store, uploads):
@@ -831,8 +936,9 @@ def test_training_keeps_a_finished_run_after_a_later_one_is_cancelled(app_env, t
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("was cancelled" in w.value for w in at.warning)
     assert any("The last finished run" in m.value for m in at.markdown)
-    assert any(b.label == f"Promote {version}" for b in at.button), "its Promote button is still there"
-    next(b for b in at.button if b.label == f"Promote {version}").click().run()
+    assert any(b.label == "Promote this model" and version in b.help for b in at.button), \
+        "its Promote button is still there"
+    next(b for b in at.button if b.label == "Promote this model").click().run()
     from singtalk.registry import ModelStore
 
     assert ModelStore(root).current_version() == version

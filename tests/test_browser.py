@@ -270,6 +270,40 @@ def test_live_meter_shows_a_label(page, artifacts_dir):
     frame.get_by_role("button", name="STOP").click()
 
 
+def test_a_denied_microphone_is_explained_in_plain_words(browser, server, artifacts_dir):
+    """A Chromium that is refused the microphone (no fake permission prompt, none granted): the WebRTC box's
+    device list says so in the app's words (``MICROPHONE_TEXTS``); after START the box can only show the
+    browser's "NotAllowedError", and the tab's "The microphone does not start?" says what that means."""
+    from appkit.live import MICROPHONE_TEXTS
+
+    chromium = browser.browser_type.launch(executable_path=CHROMIUM, args=[  # no --use-fake-ui-for-media-stream
+        "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--disable-background-networking",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"])
+    try:
+        page = chromium.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+        page.goto(server)
+        ready(page)
+        page.get_by_role("tab", name="Live").click()
+        frame = page.frame_locator('iframe[title*="streamlit_webrtc"]').first
+        frame.get_by_role("button", name="SELECT DEVICE").click(timeout=30000)
+        frame.get_by_text(MICROPHONE_TEXTS["device_access_denied"][:40]).wait_for(timeout=20000)
+        shot(page, artifacts_dir, "browser_live_denied_devices")
+        page.goto(server)
+        ready(page)
+        page.get_by_role("tab", name="Live").click()
+        frame = page.frame_locator('iframe[title*="streamlit_webrtc"]').first
+        frame.get_by_role("button", name="START").click(timeout=30000)
+        frame.get_by_text("NotAllowedError").wait_for(timeout=20000)
+        page.get_by_text("The microphone does not start?").click()
+        explained = page.get_by_text("the browser blocks the microphone for this page")
+        explained.wait_for(timeout=10000)
+        assert explained.is_visible()
+        shot(page, artifacts_dir, "browser_live_denied_start")
+        no_exception(page)
+    finally:
+        chromium.close()
+
+
 def test_vocal_extraction_clears_the_old_result_and_names_its_stages(page, test_store, artifacts_dir):
     from appkit.results import STAGE_TEXT
 
@@ -307,6 +341,69 @@ def test_a_click_on_the_strip_under_the_timeline_moves_the_player_there(page, te
     ready(page)
     no_exception(page)
     shot(page, artifacts_dir, "browser_timeline_seek")
+
+
+@contextlib.contextmanager
+def media_site(test_store, folder: Path, delay_s: float):
+    """A loopback ``http.server`` with ``sung.mp4`` and ``spoken.mp4`` (AAC, made by ffmpeg from the corpus
+    clips); every request for ``spoken.mp4`` waits ``delay_s`` first, like a slow download. Yields its URL."""
+    import functools
+    import http.server
+    import threading
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, clip in (("sung", test_store.singing_clip), ("spoken", test_store.talking_clip)):
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c:a", "aac", "-b:a", "96k",
+                        str(folder / f"{name}.mp4")], check=True)
+
+    class Slow(http.server.SimpleHTTPRequestHandler):
+        def send_head(self):
+            if "spoken" in self.path:
+                time.sleep(delay_s)
+            return super().send_head()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Slow, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_new_link_clears_the_previous_result_at_once(browser, test_store, tmp_path, artifacts_dir):
+    """A second link, slow to download: while it downloads, the first link's Prediction is gone (not left
+    greyed out under the status); then the second one's answer shows."""
+    env = dict(app_env_for(test_store, tmp_path / "work"), SINGTALK_ALLOW_PRIVATE_URLS="1")
+    with media_site(test_store, tmp_path / "site", delay_s=6.0) as site, \
+            streamlit_server(env, tmp_path / "streamlit_link.log") as url:
+        context = browser.new_context(viewport={"width": 1300, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(url)
+            ready(page)
+            page.get_by_role("tab", name="Link").click()
+            page.locator('label:has-text("Extract vocals with Spleeter first"):visible').first.click()  # off
+
+            def submit(link: str) -> None:
+                page.get_by_label("Link to a video or audio page").fill(link)
+                page.get_by_role("button", name="Classify link").click()
+
+            submit(f"{site}/sung.mp4")
+            assert prediction(page) == "Singing"
+            ready(page)
+            submit(f"{site}/spoken.mp4")
+            page.get_by_text("Working on").first.wait_for(timeout=10000)
+            page.wait_for_timeout(2000)  # well inside the 6 s the download waits
+            shot(page, artifacts_dir, "browser_link_second")
+            assert page.locator('[data-testid="stMetricValue"]').count() == 0, "the first link's result is gone"
+            assert page.get_by_text("This is wrong").count() == 0
+            page.get_by_text("spoken.mp4 ·").first.wait_for(timeout=90000)
+            assert prediction(page) == "Talking"
+            assert page.locator('[data-testid="stMetricValue"]').count() == 1
+            no_exception(page)
+        finally:
+            context.close()
 
 
 @pytest.mark.parametrize("name,expect", [("Dataset", "Projection"), ("Training", "Early-stopping patience"),
