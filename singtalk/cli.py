@@ -28,8 +28,15 @@ def cmd_features(args) -> int:
     else:
         labelled = dataset.from_folders(source, classes=classes)
     print(f"{len(labelled)} files, classes: {labelled['label'].value_counts().to_dict()}", file=sys.stderr)
-    result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
-                                  progress=progress_printer("features", "files"), cluster=args.cluster)
+    clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
+    try:
+        result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
+                                      progress=progress_printer("features", "files"), cluster=args.cluster,
+                                      notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
+    except KeyboardInterrupt:  # the vectors that finished are on disk already
+        print(f"{clear}interrupted: the features computed so far are kept in {Path(args.out) / dataset.FEATURE_CACHE}; "
+              "the same command computes only the rest", file=sys.stderr)
+        return 130
     print(f"train rows: {result.n_train}, test rows: {result.n_test}, failed files: {len(result.failures)}")
     for path, error in result.failures.itertuples(index=False):
         print(f"failed: {path}: {error}", file=sys.stderr)
@@ -130,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="build feature tables from class folders or a manifest CSV")
     p.add_argument("source", help="folder with one subfolder per class, or a CSV with path,label[,speaker,source]")
-    p.add_argument("--out", required=True, help="folder for the tables and scaler")
+    p.add_argument("--out", required=True,
+                   help="folder for the tables and scaler; the vectors are kept in OUT/feature_cache.jsonl as they "
+                        "are computed, so the same command after Ctrl-C or a crash (or with more files) computes "
+                        "only the files it has no vector for (delete that file to start afresh)")
     p.add_argument("--root", help="base folder for relative paths in a manifest (default: its folder)")
     p.add_argument("--classes", help="comma-separated classes to keep, e.g. singing,talking")
     p.add_argument("--test-size", type=float, default=0.2)
