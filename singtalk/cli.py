@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from .cli_common import classify_jobs, models_root, progress_printer
+from .cli_common import classify_jobs, models_root, progress_printer, say
 from .errors import SingtalkError
 
 
@@ -28,14 +28,13 @@ def cmd_features(args) -> int:
     else:
         labelled = dataset.from_folders(source, classes=classes)
     print(f"{len(labelled)} files, classes: {labelled['label'].value_counts().to_dict()}", file=sys.stderr)
-    clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
     try:
         result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
                                       progress=progress_printer("features", "files"), cluster=args.cluster,
-                                      notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
+                                      notice=lambda text: say(f"note: {text}"))
     except KeyboardInterrupt:  # the vectors that finished are on disk already
-        print(f"{clear}interrupted: the features computed so far are kept in {Path(args.out) / dataset.FEATURE_CACHE}; "
-              "the same command computes only the rest", file=sys.stderr)
+        say(f"interrupted: the features computed so far are kept in {Path(args.out) / dataset.FEATURE_CACHE}; "
+            "the same command computes only the rest")
         return 130
     print(f"train rows: {result.n_train}, test rows: {result.n_test}, failed files: {len(result.failures)}")
     for path, error in result.failures.itertuples(index=False):
@@ -84,7 +83,7 @@ def cmd_classify(args) -> int:
     except KeyboardInterrupt:  # the rows that finished are on disk already
         where = (f": {args.csv} holds the {files.kept + sum(counts.values())} inputs that finished; the same "
                  "command with --resume classifies the rest") if args.csv else ""
-        print(f"interrupted{where}", file=sys.stderr)
+        say(f"interrupted{where}")
         return 130
     except SingtalkError as err:
         if args.csv and files.kept + sum(counts.values()):
@@ -104,16 +103,15 @@ def _classify_into(files, todo: list[str], args, counts: dict) -> None:
 
     from .batch import classify_many
 
-    clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
     version, outcomes = classify_many(todo, models_root=models_root(args), separate=args.separate,
                                       jobs=classify_jobs(args.jobs, todo, separate=args.separate), cluster=args.cluster,
                                       progress=progress_printer("classify"),
-                                      notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
+                                      notice=lambda text: say(f"note: {text}"))
     files.version = version  # the version that answers (a promotion may have come in between)
     with contextlib.closing(outcomes):
         for source, prediction, error in outcomes:
             if prediction is None:
-                print(f"{clear}error: {source}: {error}", file=sys.stderr)
+                say(f"error: {source}: {error}")
             counts["failed" if prediction is None else "classified"] += 1
             files.add(source, prediction, error)
 
