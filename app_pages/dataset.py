@@ -12,6 +12,7 @@ from appkit import access, jobs_view, resources
 from singtalk import dataset, eda, training
 from singtalk.config import work_dir
 from singtalk.errors import SingtalkError
+from singtalk.jobs import progress_reporter
 from singtalk.labels import CLASSES, display
 from singtalk.roots import all_inside_roots, inside_roots, shown_path
 
@@ -79,11 +80,12 @@ def start_build(source: str, classes: str, out: str, test_size: float) -> None:
         return
 
     def work(report, stop_event):
-        def progress(done, total):
-            report({"kind": "progress", "done": done, "total": total})
-
         result = dataset.build_tables(labelled, out_dir, test_size=test_size, jobs=os.cpu_count() or 1,
-                                      progress=progress)
+                                      progress=progress_reporter(report),
+                                      notice=lambda text: report({"kind": "note", "text": text}),
+                                      stop_event=stop_event)
+        if result is None:  # cancelled: the vectors computed so far are kept for the next build
+            return None
         return {"folder": str(result.out_dir), "n_train": result.n_train, "n_test": result.n_test,
                 "failures": result.failures, "class_counts": result.class_counts}
 
@@ -93,6 +95,9 @@ def start_build(source: str, classes: str, out: str, test_size: float) -> None:
 
 if team:
     build_form()
+
+KEPT = ("The features computed so far are kept beside the tables: building again computes only the files "
+        "not done yet.")
 
 
 @st.fragment(run_every=jobs_view.POLL_S if (jobs_view.running() and jobs_view.running().kind == "features")
@@ -104,8 +109,13 @@ def build_progress():
     snap = job.snapshot()
     if snap["state"] == "running":
         event = jobs_view.last_event(snap, "progress")
-        done, total = (event["done"], event["total"]) if event else (0, 1)
-        st.progress(done / max(total, 1), text=f"{jobs_view.describe(snap)}: {done} of {total} files")
+        fraction = event["done"] / max(event["total"], 1) if event else 0.0
+        st.progress(fraction, text=f"{jobs_view.describe(snap)}: "
+                                   + (jobs_view.progress_text(event) if event else "reading the files…"))
+        note = jobs_view.last_event(snap, "note")
+        if note:
+            st.caption(note["text"])
+        jobs_view.cancel_button(job, key="cancel-build", help=KEPT)
         return
     if st.session_state.pop("build-started", False) or st.session_state.get("build-seen") != snap["id"]:
         st.session_state["build-seen"] = snap["id"]
@@ -113,6 +123,8 @@ def build_progress():
             st.session_state["tables-pending"] = snap["result"]["folder"]
             st.rerun()  # redraw the whole page on the new table
     jobs_view.show_end_state(snap)
+    if snap["state"] != "done":
+        st.caption(KEPT)
     result = snap["result"]
     if result:
         st.caption(f"{result['n_train']} train and {result['n_test']} test rows in {result['folder']}; "

@@ -12,6 +12,7 @@ from appkit.results import wrong_csv_path
 from singtalk import review
 from singtalk.eda import class_order
 from singtalk.errors import SingtalkError
+from singtalk.jobs import progress_reporter
 from singtalk.labels import CLASSES, display
 from singtalk.roots import all_inside_roots, inside_roots
 
@@ -144,10 +145,7 @@ if check:
         st.error(f"{err}")
     else:
         def check_job(report, stop_event, model=model, labelled=labelled):
-            def progress(done, total):
-                report({"kind": "progress", "done": done, "total": total})
-
-            return review.check(model, labelled, wrong_path=wrong_path, progress=progress).summary()
+            return review.check(model, labelled, wrong_path=wrong_path, progress=progress_reporter(report)).summary()
 
         if jobs_view.start("check", check_job):
             st.rerun()
@@ -229,7 +227,7 @@ def job_view():
         fraction = 0.0
         if progress:
             fraction = progress["done"] / max(progress["total"], 1)
-            text += f": {progress['done']} of {progress['total']} files"
+            text += f": {jobs_view.progress_text(progress)}"
         if stage:
             text += f" — {stage['message']}"
         if epoch:

@@ -291,6 +291,25 @@ def bench_cli_separate(tmp: Path, models: Path, seconds: float) -> None:
         peak_mb <= 1536, f"(max RSS of that CLI process, {seconds / 60:.0f} min input)")
 
 
+@measured("features-cli")
+def bench_features_cli(tmp: Path, n: int) -> None:
+    """``singtalk features`` over ``n`` corpus clips in class folders (default --jobs): a build from scratch,
+    then the same command again, every vector kept (docs/performance.md, "Feature builds that resume")."""
+    folder, out = tmp / f"labelled{n}", tmp / f"tables{n}"
+    for i, (path, _) in enumerate(corpus_clips(n=n, seed=4)):
+        (folder / path.parts[-3]).mkdir(parents=True, exist_ok=True)
+        os.symlink(path, folder / path.parts[-3] / f"{i:05d}{path.suffix}")
+    times = []
+    for _ in range(2):
+        elapsed, code, _, err = run_cli(["features", str(folder), "--out", str(out)])
+        if code != 0:
+            raise RuntimeError(f"singtalk features exited {code}: {err}")
+        times.append(elapsed)
+    row(f"CLI `singtalk features`, {n} clips, from scratch (default --jobs)", f"{n / times[0]:.1f} files/s",
+        note=f"({times[0]:.1f} s, start-up incl.)")
+    row("  the same command again (every vector kept)", f"{times[1]:.1f} s")
+
+
 @measured("scaling")
 def bench_scaling(tmp: Path, models: Path, sizes: list[int]) -> None:
     times, audio_s = [], []
@@ -443,8 +462,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs (scaling 10/30/100, 2 min CLI file)")
     parser.add_argument("--models", help="model store (default: singtalk.config.models_dir())")
-    parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "startup,cli-10x60,cli-separate-4x30,features,batch,"
-                        "long-in-process,separate-warm,cli,cli-folder,cli-separate,scaling,app,baseline")
+    parser.add_argument("--skip", default="", help="comma-separated rows to skip: " + "startup,cli-10x60,cli-separate-4x30,features,features-cli,"
+                        "batch,long-in-process,separate-warm,cli,cli-folder,cli-separate,scaling,app,baseline")
     parser.add_argument("--baseline", metavar="VERSION",
                         help="also compare the current model with VERSION of the same store: in-process work "
                              "per minute of audio (features + model, no decode), interleaved in this process")
@@ -465,6 +484,7 @@ def main(argv=None) -> int:
         bench_cli(tmp, models, long_s)
         bench_cli_folder(tmp, models, long_s)
         scaling = bench_scaling(tmp, models, [10, 30, 100] if args.quick else [10, 100, 1000])
+        bench_features_cli(tmp, 100 if args.quick else 300)
         bench_app(tmp, models)
         bench_features(tmp, 9 if args.quick else 15)
         classifier = None

@@ -3,17 +3,23 @@
 A reader (or a process killed mid-write) sees either the old file or the new
 one, never half of either. The new file gets the mode a plain ``open`` would give it
 (0666 minus the umask), not ``mkstemp``'s owner-only 0600, so a store shared by a team
-stays readable.
+stays readable. :func:`locked` keeps writers of one file apart, across processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import SingtalkError
+
+LOCK_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
@@ -66,3 +72,25 @@ def write_csv(path: str | os.PathLike, frame) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return Path(path)
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (between processes and between threads) while writing ``path``."""
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SingtalkError(f"{Path(path).name} stayed locked for {timeout:.0f} s by another "
+                                        f"writer ({lock_path}); try again.") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,7 +1,7 @@
 """Many inputs at once: across this machine's cores, or on a Ray cluster.
 
 Two jobs scale out: feature extraction for a labelled set (:func:`cluster_features`,
-used by :func:`singtalk.dataset.extract_all`) and batch classification
+used by :func:`singtalk.dataset.extract_each`) and batch classification
 (:func:`classify_many`, used by ``singtalk classify``). Locally, classification
 runs in a pool of worker processes, each holding the same model version; on a
 cluster (``address`` = ``HOST:PORT`` of a running Ray head), Ray tasks extract
@@ -123,26 +123,27 @@ def _readable_here(path: str, data: bytes | None, size: int):
     return local()
 
 
-def _ordered(submit: Callable[[object], object], items: Sequence, *, limit: int,
-             progress: Progress | None) -> list:
-    """Run ``submit(item) -> ObjectRef`` for every item with at most ``limit`` in flight; results in order."""
+def _as_finished(submit: Callable[[object], object], items: Sequence, *, limit: int) -> Iterator[tuple[int, object]]:
+    """Run ``submit(item) -> ObjectRef`` for every item with at most ``limit`` in flight; ``(index, result)`` as each
+    finishes. Tasks still queued when the caller stops (Ctrl-C) are cancelled."""
     import ray
 
-    results: list = [None] * len(items)
     pending: dict = {}
     next_item = 0
-    done = 0
-    while next_item < len(items) or pending:
-        while next_item < len(items) and len(pending) < limit:
-            pending[submit(items[next_item])] = next_item
-            next_item += 1
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            results[pending.pop(ref)] = ray.get(ref)
-            done += 1
-            if progress:
-                progress(done, len(items))
-    return results
+    try:
+        while next_item < len(items) or pending:
+            while next_item < len(items) and len(pending) < limit:
+                pending[submit(items[next_item])] = next_item
+                next_item += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        for ref in pending:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - the cluster may be gone already
+                pass
 
 
 # -- features on the cluster ---------------------------------------------------
@@ -152,21 +153,21 @@ FeatureWork = Callable[[str], tuple]
 
 def _features_task(packed: tuple[str, bytes | None, int], work: FeatureWork) -> tuple[np.ndarray | None, str]:
     path, data, size = packed
-    _test_hooks(path)
     with _node_threads(), _readable_here(path, data, size) as local:  # same file name: same error messages
         return work(local)
 
 
-def cluster_features(paths: Sequence[str], work: FeatureWork, *, address: str,
-                     progress: Progress | None = None) -> list[tuple[np.ndarray | None, str]]:
-    """``work(path)`` for each path, in order, run by Ray tasks on the cluster at ``address``
-    (:func:`singtalk.dataset.extract_all` passes its feature extractor)."""
+def cluster_features(paths: Sequence[str], work: FeatureWork, *, address: str
+                     ) -> Iterator[tuple[int, tuple[np.ndarray | None, str]]]:
+    """``(index, work(path))`` for each path as it finishes, run by Ray tasks on the cluster at ``address``
+    (:func:`singtalk.dataset.extract_each` passes its feature extractor, which also runs the test hooks);
+    a task lost with its node runs again (``max_retries=2``)."""
     import ray
 
     connect(address)
     remote = ray.remote(num_cpus=1, max_retries=2)(_features_task)
-    return _ordered(lambda p: remote.remote(_pack(p), work), list(paths),
-                    limit=IN_FLIGHT_PER_CPU * cluster_cpus(), progress=progress)
+    return _as_finished(lambda p: remote.remote(_pack(p), work), list(paths),
+                        limit=IN_FLIGHT_PER_CPU * cluster_cpus())
 
 
 # -- classification --------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from .cli_common import classify_jobs, models_root, progress_printer
+from .cli_common import classify_jobs, models_root, progress_printer, say
 from .errors import SingtalkError
 
 
@@ -28,8 +28,14 @@ def cmd_features(args) -> int:
     else:
         labelled = dataset.from_folders(source, classes=classes)
     print(f"{len(labelled)} files, classes: {labelled['label'].value_counts().to_dict()}", file=sys.stderr)
-    result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
-                                  progress=progress_printer("features", "files"), cluster=args.cluster)
+    try:
+        result = dataset.build_tables(labelled, args.out, test_size=args.test_size, seed=args.seed, jobs=args.jobs,
+                                      progress=progress_printer("features", "files"), cluster=args.cluster,
+                                      notice=lambda text: say(f"note: {text}"))
+    except KeyboardInterrupt:  # the vectors that finished are on disk already
+        say(f"interrupted: the features computed so far are kept in {Path(args.out) / dataset.FEATURE_CACHE}; "
+            "the same command computes only the rest")
+        return 130
     print(f"train rows: {result.n_train}, test rows: {result.n_test}, failed files: {len(result.failures)}")
     for path, error in result.failures.itertuples(index=False):
         print(f"failed: {path}: {error}", file=sys.stderr)
@@ -77,7 +83,7 @@ def cmd_classify(args) -> int:
     except KeyboardInterrupt:  # the rows that finished are on disk already
         where = (f": {args.csv} holds the {files.kept + sum(counts.values())} inputs that finished; the same "
                  "command with --resume classifies the rest") if args.csv else ""
-        print(f"interrupted{where}", file=sys.stderr)
+        say(f"interrupted{where}")
         return 130
     except SingtalkError as err:
         if args.csv and files.kept + sum(counts.values()):
@@ -97,16 +103,15 @@ def _classify_into(files, todo: list[str], args, counts: dict) -> None:
 
     from .batch import classify_many
 
-    clear = "\r\033[K" if sys.stderr.isatty() else ""  # over a progress line being drawn
     version, outcomes = classify_many(todo, models_root=models_root(args), separate=args.separate,
                                       jobs=classify_jobs(args.jobs, todo, separate=args.separate), cluster=args.cluster,
                                       progress=progress_printer("classify"),
-                                      notice=lambda text: print(f"{clear}note: {text}", file=sys.stderr))
+                                      notice=lambda text: say(f"note: {text}"))
     files.version = version  # the version that answers (a promotion may have come in between)
     with contextlib.closing(outcomes):
         for source, prediction, error in outcomes:
             if prediction is None:
-                print(f"{clear}error: {source}: {error}", file=sys.stderr)
+                say(f"error: {source}: {error}")
             counts["failed" if prediction is None else "classified"] += 1
             files.add(source, prediction, error)
 
@@ -130,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="build feature tables from class folders or a manifest CSV")
     p.add_argument("source", help="folder with one subfolder per class, or a CSV with path,label[,speaker,source]")
-    p.add_argument("--out", required=True, help="folder for the tables and scaler")
+    p.add_argument("--out", required=True,
+                   help="folder for the tables and scaler; the vectors are kept in OUT/feature_cache.jsonl as they "
+                        "are computed, so the same command after Ctrl-C or a crash (or with more files) computes "
+                        "only the files it has no vector for (delete that file to start afresh)")
     p.add_argument("--root", help="base folder for relative paths in a manifest (default: its folder)")
     p.add_argument("--classes", help="comma-separated classes to keep, e.g. singing,talking")
     p.add_argument("--test-size", type=float, default=0.2)

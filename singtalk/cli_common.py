@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,11 @@ def progress_printer(label: str, unit: str = "clips"):
     from .progress import ProgressPrinter
 
     return ProgressPrinter(label, unit=unit)
+
+
+def say(text: str) -> None:
+    """``text`` on stderr on a line of its own, also over a progress line being drawn on a terminal."""
+    print(("\r\033[K" if sys.stderr.isatty() else "") + text, file=sys.stderr)
 
 
 def models_root(args) -> Path:

@@ -6,16 +6,17 @@ folder names) or from a manifest CSV (``path,label`` plus optional
 features in parallel, logs failures without stopping, splits train/test with no
 speaker on both sides, fits a MinMax scaler on train rows only and writes
 ``train_features_scaled.csv``, ``test_features_scaled.csv``, ``scaler.json``,
-``features_raw.csv`` and ``failures.csv``.
+``features_raw.csv`` and ``failures.csv``; the vectors are kept in ``feature_cache.jsonl`` as they are
+computed, so a build interrupted or run again computes only what it lacks.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ TEST_TABLE = "test_features_scaled.csv"
 RAW_TABLE = "features_raw.csv"
 SCALER_FILE = "scaler.json"
 FAILURES_FILE = "failures.csv"
+FEATURE_CACHE = "feature_cache.jsonl"
 
 Progress = Callable[[int, int], None]
 
@@ -231,6 +233,9 @@ def file_features(path: str) -> np.ndarray:
 
 
 def _safe_features(path: str) -> tuple[np.ndarray | None, str]:
+    from .batch import _test_hooks
+
+    _test_hooks(path)
     try:
         return file_features(path), ""
     except SingtalkError as err:
@@ -240,9 +245,9 @@ def _safe_features(path: str) -> tuple[np.ndarray | None, str]:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Pool-worker initializer: end this worker when its parent is gone (a build killed with SIGKILL).
+    """Pool-worker initialiser: end this worker when its parent is gone (a build killed with SIGKILL).
 
-    Forked workers otherwise wait forever on a task queue whose other end they hold themselves.
+    Forked workers otherwise wait forever on a pipe whose other end they hold themselves.
     """
     import threading
     import time
@@ -255,38 +260,55 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | None = None,
-                worker: Callable[[str], tuple[np.ndarray | None, str]] = _safe_features,
-                cluster: str | None = None):
-    """Features for many files in parallel; returns ``(vectors or None, error strings)`` in input order.
+def extract_each(paths: Sequence[str], *, jobs: int = 1, cluster: str | None = None,
+                 notice: Callable[[str], None] | None = None) -> Iterator[tuple[int, np.ndarray | None, str]]:
+    """``(index, vector or None, error)`` for each of ``paths`` as it finishes (in input order in one process).
 
-    ``cluster`` (``HOST:PORT`` of a Ray head; default ``$SINGTALK_CLUSTER``) runs the
-    default worker as Ray tasks on that cluster instead of local processes (see
-    :mod:`singtalk.batch`).
+    ``jobs`` > 1 spreads the files over that many worker processes (:mod:`singtalk.pool`: a worker that
+    dies costs its file one retry, told to ``notice``, then an error; Ctrl-C stops them). ``cluster``
+    (``HOST:PORT`` of a Ray head; default ``$SINGTALK_CLUSTER``) runs them as Ray tasks on that cluster
+    instead (a task lost with its node runs again; see :mod:`singtalk.batch`).
     """
-    total = len(paths)
-    results: list = [None] * total
+    paths = list(paths)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     cluster = cluster or os.environ.get("SINGTALK_CLUSTER") or None
     if cluster:
-        if worker is not _safe_features:
-            raise DatasetError("A custom feature worker cannot run on a cluster.")
         from .batch import cluster_features
 
-        results = cluster_features(list(paths), _safe_features, address=cluster, progress=progress)
-    elif jobs == 1 or total < 4:
-        for i, path in enumerate(paths):
-            results[i] = worker(path)
-            if progress:
-                progress(i + 1, total)
+        for index, (vector, error) in cluster_features(paths, _safe_features, address=cluster):
+            yield index, vector, error
+    elif jobs == 1 or len(paths) < 4:
+        for index, path in enumerate(paths):
+            yield (index, *_safe_features(path))
     else:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            for i, result in enumerate(pool.map(worker, paths, chunksize=max(1, min(16, total // (jobs * 4) or 1)))):
-                results[i] = result
-                if progress:
-                    progress(i + 1, total)
-    vectors = [r[0] for r in results]
-    errors = [r[1] for r in results]
+        import sys
+
+        from . import pool
+
+        # Forked workers start about a second sooner than spawned ones (they inherit the imports); forking is
+        # safe in one thread without TensorFlow (the CLI), so elsewhere (the app's job thread) they are spawned.
+        fork = "tensorflow" not in sys.modules and threading.active_count() == 1
+
+        def retrying(index: int, exitcode: int | None) -> None:
+            if notice:
+                how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"status {exitcode}"
+                notice(f"a worker process died ({how}) on {paths[index]}: trying it again in a fresh worker")
+
+        for index, result, death in pool.run(paths, work=_safe_features, init=_exit_with_parent,
+                                             init_args=(os.getpid(),), jobs=jobs, on_retry=retrying,
+                                             start_method="fork" if fork else "spawn"):
+            yield (index, *(result if result is not None else (None, death)))
+
+
+def extract_all(paths: Sequence[str], *, jobs: int = 1, progress: Progress | None = None,
+                cluster: str | None = None) -> tuple[list[np.ndarray | None], list[str]]:
+    """Features for many files (:func:`extract_each`); returns ``(vectors or None, error strings)`` in input order."""
+    vectors: list = [None] * len(paths)
+    errors = [""] * len(paths)
+    for done, (index, vector, error) in enumerate(extract_each(paths, jobs=jobs, cluster=cluster), start=1):
+        vectors[index], errors[index] = vector, error
+        if progress:
+            progress(done, len(paths))
     return vectors, errors
 
 
@@ -297,6 +319,9 @@ class BuildResult:
     n_test: int
     failures: pd.DataFrame
     class_counts: dict = field(default_factory=dict)
+    reused: int = 0
+    """Files whose features were kept from an earlier run (:data:`FEATURE_CACHE`)."""
+    computed: int = 0
 
 
 def feature_frame(labelled: pd.DataFrame, vectors: Iterable[np.ndarray | None]) -> pd.DataFrame:
@@ -311,13 +336,28 @@ def feature_frame(labelled: pd.DataFrame, vectors: Iterable[np.ndarray | None]) 
 
 
 def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_size: float = 0.2, seed: int = 0,
-                 jobs: int = 1, progress: Progress | None = None, cluster: str | None = None) -> BuildResult:
-    """Extract, split by speaker, scale on train only, and write the tables atomically."""
-    from .features import FEATURE_NAMES
+                 jobs: int = 1, progress: Progress | None = None, cluster: str | None = None,
+                 notice: Callable[[str], None] | None = None,
+                 stop_event: threading.Event | None = None) -> BuildResult | None:
+    """Extract, split by speaker, scale on train only, and write the tables atomically.
+
+    Vectors are kept in ``out_dir/``:data:`FEATURE_CACHE` as they are computed
+    (:mod:`singtalk.feature_cache`): a build interrupted, stopped, failed or run again computes only the
+    files whose content it has no vector for. ``notice`` hears how many were kept, and of lost workers.
+    When ``stop_event`` is set, extraction stops after the files in progress and None is returned, the
+    tables untouched.
+    """
+    from .feature_cache import FeatureCache, features_for
+    from .features import FEATURE_NAMES, FEATURE_VERSION
     from .scaling import MinMaxScaling
 
     out_dir = Path(out_dir)
-    vectors, errors = extract_all(list(labelled["path"]), jobs=jobs, progress=progress, cluster=cluster)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache(out_dir / FEATURE_CACHE, feature_version=FEATURE_VERSION, feature_names=FEATURE_NAMES)
+    vectors, errors = features_for(list(labelled["path"]), cache=cache, jobs=jobs, progress=progress,
+                                   cluster=cluster, notice=notice, stop_event=stop_event)
+    if stop_event is not None and stop_event.is_set():
+        return None
     failures = pd.DataFrame([{"path": p, "error": e} for p, e in zip(labelled["path"], errors) if e],
                             columns=["path", "error"])
     table = feature_frame(labelled, vectors)
@@ -330,7 +370,6 @@ def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_siz
     scaled[names] = scaler.transform(table[names].to_numpy())
     raw = table.copy()
     raw.insert(4, "split", np.where(test_mask, "test", "train"))
-    out_dir.mkdir(parents=True, exist_ok=True)
     # scaler.json marks a complete build: removed first, written last, so a build killed between
     # two writes leaves tables that load_tables refuses, never a mix of two builds.
     (out_dir / SCALER_FILE).unlink(missing_ok=True)
@@ -340,7 +379,7 @@ def build_tables(labelled: pd.DataFrame, out_dir: str | os.PathLike, *, test_siz
     atomic.write_csv(out_dir / FAILURES_FILE, failures)
     scaler.save(out_dir / SCALER_FILE)
     return BuildResult(out_dir, int((~test_mask).sum()), int(test_mask.sum()), failures,
-                       table["label"].value_counts().to_dict())
+                       table["label"].value_counts().to_dict(), reused=cache.reused, computed=cache.computed)
 
 
 def load_table(path: str | os.PathLike, *, feature_names: Sequence[str] | None = None) -> pd.DataFrame:

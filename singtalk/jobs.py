@@ -113,6 +113,32 @@ class JobRunner:
         return self._job
 
 
+REPORT_EVERY_S = 0.25
+"""Progress events at most this often (the page polls every second), plus the first and the last."""
+
+
+def progress_reporter(report: Callable[[dict], None], *, unit: str = "files",
+                      clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback for a job: reports ``{"kind": "progress", "done", "total", "unit", "rate",
+    "left"}`` events, the rate (items per second, None until known) and the seconds left measured as the CLI
+    measures them (:class:`singtalk.progress.Pace`), so a page can say how long a long job has to go."""
+    from .progress import Pace
+
+    pace = Pace(clock)
+    last = [float("-inf")]
+
+    def progress(done: int, total: int) -> None:
+        now = clock()
+        rate = pace.update(done, now)
+        if now - last[0] < REPORT_EVERY_S and 0 < done < total:
+            return
+        last[0] = now
+        report({"kind": "progress", "done": done, "total": total, "unit": unit, "rate": rate,
+                "left": Pace.left(done, total, rate)})
+
+    return progress
+
+
 _RUNNER = JobRunner()
 
 

@@ -63,19 +63,21 @@ def death_message(exitcode: int | None, tries: int) -> str:
             cause += ", probably out of memory"
     else:
         cause = f"exited with status {exitcode}"
-    return f"the worker process classifying this input {cause}, {times}; try it alone, or with fewer --jobs"
+    return f"the worker process working on this input {cause}, {times}; try it alone, or with fewer --jobs"
 
 
 def run(items: Sequence, *, work: Callable, init: Callable, init_args: tuple = (), jobs: int,
-        retries: int = RETRIES, on_retry: Callable[[int, int | None], None] | None = None
-        ) -> Iterator[tuple[int, object, str]]:
+        retries: int = RETRIES, on_retry: Callable[[int, int | None], None] | None = None,
+        start_method: str = "spawn") -> Iterator[tuple[int, object, str]]:
     """``(index, result, "")`` per item as it finishes, or ``(index, None, message)`` when its workers died.
 
-    ``work`` and ``init`` must be importable functions (workers are spawned, never forked). A
+    ``work`` and ``init`` must be importable functions (workers are spawned unless ``start_method`` says
+    otherwise: fork only a process without TensorFlow or other threads, and let ``init`` end a forked
+    worker whose parent is gone, since it holds its own pipe's other end). A
     :class:`SingtalkError` from ``work`` stops the batch (raised here). ``on_retry(index, exitcode)``
     hears of each lost worker whose input is tried again.
     """
-    context = get_context("spawn")  # never fork a process that may hold TensorFlow's threads
+    context = get_context(start_method)  # spawn unless the caller knows forking is safe (no TensorFlow, one thread)
     queue = deque(range(len(items)))
     deaths: Counter = Counter()
     workers: list[_Worker] = []

@@ -18,26 +18,26 @@ Every write re-reads the CSV under an inter-process lock (``fcntl.flock`` on
 ``<csv>.lock``) and replaces it atomically, so concurrent writers never lose
 rows and a killed writer leaves the old or the new file, never half of one.
 
-Features computed by :func:`check` are kept in ``<wrong stem>.features.csv``
-(keyed by path, size, mtime and feature schema), so checking again after a
-retrain, and the retrain itself, do not decode the audio again.
+Features computed by :func:`check` are kept in ``<wrong stem>.features.jsonl``
+(:mod:`singtalk.feature_cache`: keyed by file content and feature schema, saved as
+they are computed), so checking again after a retrain, and the retrain itself, do
+not decode the audio again, and a check interrupted part-way resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import atomic, tables
-from .errors import DatasetError, SingtalkError
+from .atomic import locked
+from .feature_cache import FeatureCache, features_for
+from .errors import DatasetError
 from .labels import CLASSES, probability_columns
 
 PROBABILITY_COLUMNS = probability_columns()
@@ -46,7 +46,6 @@ WRONG_COLUMNS = ["path", "label", "predicted", *PROBABILITY_COLUMNS, "confidence
 STATUSES = ("open", "confirmed", "relabelled", "dismissed", "resolved")
 ACTIONS = {"confirm": "confirmed", "relabel": "relabelled", "dismiss": "dismissed", "reopen": "open"}
 REVIEWER_FIELDS = ("label", "status", "reviewed_at", "reviewer", "note")
-LOCK_TIMEOUT_S = 60.0
 MAX_EXAMPLES = 5
 
 Progress = Callable[[int, int], None]
@@ -73,36 +72,14 @@ def predictions_path_for(wrong_path: str | os.PathLike) -> Path:
 
 
 def features_path_for(wrong_path: str | os.PathLike) -> Path:
-    """Feature cache beside the wrong list: ``<wrong stem>.features.csv``."""
+    """Feature cache beside the wrong list: ``<wrong stem>.features.jsonl`` (:mod:`singtalk.feature_cache`)."""
     wrong_path = Path(wrong_path)
-    return wrong_path.with_name(f"{wrong_path.stem}.features.csv")
+    return wrong_path.with_name(f"{wrong_path.stem}.features.jsonl")
 
 
 # ---------------------------------------------------------------------------
 # locking and reading
 # ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def locked(csv_path: str | os.PathLike, *, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<csv>.lock`` (between processes and between threads)."""
-    lock_path = Path(f"{csv_path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    with open(lock_path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SingtalkError(f"{Path(csv_path).name} stayed locked for {timeout:.0f} s by another "
-                                        f"writer ({lock_path}); try again.") from None
-                time.sleep(0.02)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def empty_wrong() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=str) for column in WRONG_COLUMNS})
 
@@ -263,107 +240,6 @@ def validate_labelled(frame: pd.DataFrame, *, class_names: Sequence[str] | None 
     frame = frame.drop_duplicates("path").reset_index(drop=True)
     first = ["path", "label", "speaker", "source"]
     return frame[first + [c for c in frame.columns if c not in first]]
-
-
-# ---------------------------------------------------------------------------
-# feature cache
-# ---------------------------------------------------------------------------
-class FeatureCache:
-    """Raw feature vectors keyed by (path, size, mtime_ns) for one feature schema, in a CSV.
-
-    Only an optimisation: a file whose size or mtime changed is recomputed, a
-    cache of another schema is ignored, and concurrent savers merge under a lock.
-    """
-
-    META = ["path", "size", "mtime_ns", "feature_version"]
-
-    def __init__(self, path: str | os.PathLike | None, *, feature_version: str, feature_names: Sequence[str]):
-        self.path = Path(path) if path else None
-        self.feature_version = str(feature_version)
-        self.feature_names = list(feature_names)
-        self._rows: dict[str, tuple[int, int, np.ndarray]] = {}
-        self._dirty: set[str] = set()
-        if self.path is not None:
-            self._rows.update(self._read())
-
-    @staticmethod
-    def _stamp(path: str) -> tuple[int, int] | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return int(st.st_size), int(st.st_mtime_ns)
-
-    def _read(self) -> dict:
-        if self.path is None or not self.path.is_file():
-            return {}
-        try:
-            frame = pd.read_csv(self.path, dtype={"path": str, "feature_version": str})
-        except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
-            return {}  # a damaged cache is just recomputed
-        if any(c not in frame.columns for c in self.META + self.feature_names):
-            return {}
-        frame = frame[frame["feature_version"].astype(str) == self.feature_version]
-        values = frame[self.feature_names].to_numpy(dtype=np.float32)
-        return {p: (int(s), int(m), values[i]) for i, (p, s, m) in
-                enumerate(zip(frame["path"], frame["size"], frame["mtime_ns"]))}
-
-    def get(self, path: str) -> np.ndarray | None:
-        hit = self._rows.get(path)
-        stamp = self._stamp(path)
-        if hit is None or stamp is None or (hit[0], hit[1]) != stamp:
-            return None
-        return hit[2]
-
-    def put(self, path: str, vector: np.ndarray) -> None:
-        stamp = self._stamp(path)
-        if stamp is not None and vector is not None:
-            self._rows[path] = (stamp[0], stamp[1], np.asarray(vector, dtype=np.float32))
-            self._dirty.add(path)
-
-    def save(self) -> None:
-        if self.path is None or not self._dirty:
-            return
-        with locked(self.path):
-            merged = self._read()
-            merged.update({p: self._rows[p] for p in self._dirty})
-            paths = sorted(merged)
-            meta = pd.DataFrame({"path": paths, "size": [merged[p][0] for p in paths],
-                                 "mtime_ns": [merged[p][1] for p in paths],
-                                 "feature_version": self.feature_version})
-            values = np.vstack([merged[p][2] for p in paths]).astype(np.float64) if paths else \
-                np.zeros((0, len(self.feature_names)))
-            atomic.write_csv(self.path, pd.concat([meta, pd.DataFrame(values, columns=self.feature_names)], axis=1))
-        self._dirty.clear()
-
-
-def features_for(paths: Sequence[str], *, cache: FeatureCache | None = None, jobs: int = 1,
-                 progress: Progress | None = None) -> tuple[list[np.ndarray | None], list[str]]:
-    """Raw feature vectors (or None) and error strings for ``paths``, each file decoded at most once."""
-    from .dataset import extract_all
-
-    vectors: list = [None] * len(paths)
-    errors = [""] * len(paths)
-    todo = []
-    for i, path in enumerate(paths):
-        hit = cache.get(path) if cache is not None else None
-        if hit is not None:
-            vectors[i] = hit
-        else:
-            todo.append(i)
-    done_before = len(paths) - len(todo)
-    if progress and done_before:
-        progress(done_before, len(paths))
-    if todo:
-        inner = (lambda done, total: progress(done_before + done, len(paths))) if progress else None
-        computed, failed = extract_all([paths[i] for i in todo], jobs=jobs, progress=inner)
-        for i, vector, error in zip(todo, computed, failed):
-            vectors[i], errors[i] = vector, error
-            if vector is not None and cache is not None:
-                cache.put(paths[i], vector)
-    if cache is not None:
-        cache.save()
-    return vectors, errors
 
 
 # ---------------------------------------------------------------------------

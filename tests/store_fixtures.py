@@ -72,7 +72,7 @@ def build_base_store(corpus: Path, work: Path | None = None) -> BaseStore:
     # The check set's features first: extraction forks worker processes, best done before TensorFlow starts.
     labelled_csv = work / "check_set.csv"
     check_set[["path", "label", "speaker", "source"]].to_csv(labelled_csv, index=False)
-    features_csv = work / "features_cache.csv"
+    features_csv = work / "features_cache.jsonl"
     cache = review.FeatureCache(features_csv, feature_version=features.FEATURE_VERSION,
                                 feature_names=features.FEATURE_NAMES)
     review.features_for([str(corpus / p) for p in check_set["path"]], cache=cache, jobs=JOBS)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from singtalk.errors import StoreLocked
-from singtalk.jobs import JobRunner
+from singtalk.jobs import JobRunner, progress_reporter
 
 
 def test_runs_reports_and_finishes():
@@ -74,3 +74,26 @@ def test_the_last_finished_job_is_kept_after_a_later_one_is_cancelled_or_fails()
     runner.start("check", lambda report, stop: "other kind")
     runner.wait(5)
     assert runner.last_done(("train", "tune")) is first and runner.last_done(("check",)).result == "other kind"
+
+
+def test_progress_events_carry_the_rate_and_the_time_left():
+    """A job's ``(done, total)`` becomes events with the rate and time left, measured as the CLI measures them:
+    items kept from an earlier run count as done at once, not as speed; events at most every 0.25 s."""
+    from appkit.jobs_view import progress_text
+
+    events, now = [], [100.0]
+    progress = progress_reporter(events.append, clock=lambda: now[0])
+    progress(30, 600)  # kept from an earlier run
+    for done in range(31, 101):
+        now[0] += 0.1  # 10 files/s
+        progress(done, 600)
+    assert events[0] == {"kind": "progress", "done": 30, "total": 600, "unit": "files", "rate": None, "left": None}
+    assert 20 <= len(events) <= 30, "throttled: 71 calls in 7 s"
+    last = events[-1]
+    assert last["done"] in (99, 100) and last["rate"] == pytest.approx(10.0) and last["left"] == pytest.approx(50, abs=1)
+    assert progress_text({**last, "done": 240, "left": 36.0}) == "240 of 600 files, 10 files/s, about 36 s left"
+    assert progress_text(events[0]) == "30 of 600 files", "no rate before a second of work"
+    progress(600, 600)
+    assert events[-1]["done"] == 600 and progress_text(events[-1]).endswith("files/s"), "the last is always told"
+    assert progress_text({"done": 1200, "total": 3300, "rate": 0.25, "left": 8400.0}) == \
+        "1,200 of 3,300 files, 0.25 files/s, about 2 h 20 min left"
