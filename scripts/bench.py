@@ -275,7 +275,8 @@ def bench_cli_separate_short(tmp: Path, models: Path, n: int = 4, seconds: float
     out = subprocess.run([sys.executable, "-c", SEPARATE_PARTS, str(tmp / "four"), str(models)], capture_output=True,
                          text=True, check=True).stdout.split()
     imports, spleeter, batch, alone = (float(x) for x in out[:4])
-    row("  of which: imports / TensorFlow + Spleeter load / the batch", f"{imports:.2f} / {spleeter:.2f} / {batch:.2f} s",
+    row("  of which: imports / TensorFlow + Spleeter load / the batch",
+        f"{imports:.2f} / {spleeter:.2f} / {batch:.2f} s",
         note=f"(in one process; the batch: separation one input ahead of the features; separating the {n} "
              f"files again, warm, alone: {alone:.2f} s)")
 
