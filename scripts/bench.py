@@ -240,12 +240,45 @@ def bench_cli_ten_minutes(tmp: Path, models: Path, n: int = 10, seconds: float =
         "(largest process of that command)")
 
 
+SEPARATE_PARTS = """
+import sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+import singtalk.cli, singtalk.batch, singtalk.classify, singtalk.features, singtalk.registry
+t1 = time.perf_counter()
+from singtalk.batch import _in_process, _load_classifier
+classifier = _load_classifier(sys.argv[2], None, separate=True)
+t2 = time.perf_counter()
+files = sorted(str(p) for p in Path(sys.argv[1]).glob("*.wav"))
+failed = sum(p is None for _, p, _ in _in_process(classifier, files, separate=True, progress=None))
+t3 = time.perf_counter()
+from singtalk.audio import decode
+from singtalk.separation import SPLEETER_RATE, get_separator
+alone = 0.0
+for path in files:
+    y = decode(path, sr=SPLEETER_RATE)
+    start = time.perf_counter()
+    get_separator().vocals(y, SPLEETER_RATE)
+    alone += time.perf_counter() - start
+print(t1 - t0, t2 - t1, t3 - t2, alone, failed)
+"""
+
+
 @measured("cli-separate-4x30")
 def bench_cli_separate_short(tmp: Path, models: Path, n: int = 4, seconds: float = 30.0) -> None:
+    load = os.getloadavg()[0]
     elapsed, _ = classify_folder(tmp, models, "four", n, seconds, "--separate")
     speed = n * seconds / elapsed
     row(f"CLI `singtalk classify --separate`, {n} files of {seconds:.0f} s, start-up incl.",
-        f"{speed:.1f}x real time", ">= 10x", speed >= 10, f"({elapsed:.1f} s)")
+        f"{speed:.1f}x real time", ">= 10x", speed >= 10,
+        f"({elapsed:.1f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    out = subprocess.run([sys.executable, "-c", SEPARATE_PARTS, str(tmp / "four"), str(models)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    imports, spleeter, batch, alone = (float(x) for x in out[:4])
+    row("  of which: imports / TensorFlow + Spleeter load / the batch",
+        f"{imports:.2f} / {spleeter:.2f} / {batch:.2f} s",
+        note=f"(in one process; the batch: separation one input ahead of the features; separating the {n} "
+             f"files again, warm, alone: {alone:.2f} s)")
 
 
 @measured("cli")
@@ -491,7 +524,6 @@ def main(argv=None) -> int:
         try:
             from singtalk.batch import _load_classifier
 
-            # Spleeter first: its graph built after the Keras model breaks the model (see docs/performance.md)
             classifier = _load_classifier(str(models), None, separate="separate-warm" not in SKIP)
         except Exception as err:  # noqa: BLE001
             row("model", "not loaded", note=f"{type(err).__name__}: {err}")

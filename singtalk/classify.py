@@ -153,16 +153,12 @@ class Classifier:
     @staticmethod
     def extract_vocals(y: np.ndarray, sr: int, *, stage: Stage | None = None) -> np.ndarray:
         """Spleeter vocals of ``y`` resampled to the working rate."""
-        import librosa
-
-        from .separation import get_separator
+        from .separation import get_separator, resampled
 
         if stage:
             stage("separate")
         vocals = get_separator().vocals(y, sr)
-        if sr != audio.SAMPLE_RATE:
-            vocals = librosa.resample(vocals, orig_sr=sr, target_sr=audio.SAMPLE_RATE, res_type="soxr_hq")
-        return vocals.astype(np.float32, copy=False)
+        return resampled(vocals, sr, audio.SAMPLE_RATE).astype(np.float32, copy=False)
 
     # -- prediction ---------------------------------------------------------
     def probabilities(self, X: np.ndarray) -> np.ndarray:

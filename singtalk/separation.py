@@ -1,10 +1,10 @@
 """Vocal extraction with Spleeter's pretrained 2stems model.
 
-Spleeter's own graph (``EstimatorSpecBuilder``: STFT, two U-Nets, ratio masks,
-inverse STFT) is built once in a private ``tf.Graph`` with a persistent
-session, and the checkpoint is restored from ``config.spleeter_models_dir()``.
-No weights, no separation: a missing or partial checkpoint raises
-:class:`SeparationUnavailable` instead of running on random weights.
+The computation of Spleeter's ``EstimatorSpecBuilder`` (STFT, two U-Nets, ratio mask, inverse STFT)
+runs as :mod:`singtalk.spleeter_net` spells it out: the U-Nets' weights read from the checkpoint in
+``config.spleeter_models_dir()``, no Keras graph to build. No weights, no separation: a missing,
+partial or unreadable checkpoint raises :class:`SeparationUnavailable` instead of running on
+random weights.
 
 Long inputs are processed in overlapping chunks cross-faded together, so
 memory stays bounded whatever the duration.
@@ -12,8 +12,6 @@ memory stays bounded whatever the duration.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -53,9 +51,56 @@ OVERLAP_SECONDS = 2.0
 """Cross-fade between consecutive chunks."""
 
 
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+"""Unless set, the separator imports TensorFlow with oneDNN on: its U-Nets then cost about 40% less CPU on
+an AVX2 machine (TensorFlow 2.12 turns oneDNN on by default only for AVX-512 CPUs). Only that import
+sees the variable (child processes do not), and a process that imported TensorFlow before keeps its own
+setting (docs/performance.md)."""
+
+
+def _tensorflow():
+    """TensorFlow, imported with oneDNN (:data:`ONEDNN_ENV`) when this is the first import;
+    ``$SINGTALK_TF_THREADS`` caps its thread pools, as for the classifier."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    given = os.environ.get(ONEDNN_ENV)
+    os.environ.setdefault(ONEDNN_ENV, "1")
+    try:
+        import tensorflow as tf
+    finally:
+        if given is None:
+            os.environ.pop(ONEDNN_ENV, None)
+    threads = int(os.environ.get("SINGTALK_TF_THREADS", "0") or 0)
+    if threads > 0:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # runtime already initialised
+            pass
+    return tf
+
+
 def model_dir() -> Path:
     """Folder holding the 2stems checkpoint."""
     return spleeter_models_dir() / MODEL_NAME
+
+
+def _checkpoint_prefix(folder: Path) -> Optional[Path]:
+    """The checkpoint prefix the ``checkpoint`` file of ``folder`` names, when its index is there (what
+    ``tf.train.latest_checkpoint`` answers, without importing TensorFlow)."""
+    import re
+
+    try:
+        text = (folder / "checkpoint").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, flags=re.MULTILINE)
+    if not found:
+        return None
+    prefix = folder / found.group(1)  # an absolute path stays as it is
+    return prefix if prefix.with_name(prefix.name + ".index").is_file() else None
 
 
 def weights_status() -> tuple[bool, str]:
@@ -63,10 +108,7 @@ def weights_status() -> tuple[bool, str]:
     folder = model_dir()
     if not folder.is_dir():
         return False, f"Spleeter weights not found in {folder}: {FIX_HINT}."
-    import tensorflow as tf
-
-    checkpoint = tf.train.latest_checkpoint(str(folder))
-    if checkpoint is None:
+    if _checkpoint_prefix(folder) is None:
         return False, f"No Spleeter checkpoint in {folder}: {FIX_HINT}."
     for name, size in CHECKPOINT_BYTES.items():
         path = folder / name
@@ -78,13 +120,11 @@ def weights_status() -> tuple[bool, str]:
 
 
 def check_weights() -> Path:
-    """The checkpoint prefix to restore, or :class:`SeparationUnavailable` naming the fix."""
+    """The checkpoint prefix to read, or :class:`SeparationUnavailable` naming the fix."""
     ok, message = weights_status()
     if not ok:
         raise SeparationUnavailable(message)
-    import tensorflow as tf
-
-    return Path(tf.train.latest_checkpoint(str(model_dir())))
+    return _checkpoint_prefix(model_dir())
 
 
 def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -93,6 +133,14 @@ def _resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(y, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def resampled(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """``y`` at ``sr_out``, ``ceil(n * sr_out / sr_in)`` samples: librosa's ``resample(res_type="soxr_hq")``
+    without importing librosa (about a second)."""
+    if sr_in == sr_out:
+        return y
+    return _fit_length(_resample(y, sr_in, sr_out), -(-y.size * sr_out // sr_in))
 
 
 def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
@@ -110,88 +158,40 @@ def _chunk_starts(n: int, chunk: int, overlap: int) -> list[int]:
     return starts
 
 
-@contextlib.contextmanager
-def _keras_classes_kept():
-    """Undo the class surgery Keras does when Spleeter builds its layers in a TF1 graph.
-
-    Keras picks a layer's base class (v1 or v2) when the layer is created and does so by
-    rewriting ``__bases__`` of the shared classes (``Conv``, ``ReLU``, ``BatchNormalization``...).
-    Built in a graph, Spleeter's layers turn those classes into v1 ones, and every Keras model
-    built and called before (the classifier) then fails with "Your Layer or Model is in an
-    invalid state". Spleeter's graph never calls its layers again, so restoring is safe.
-    """
-    from keras.engine import base_layer, base_layer_v1, training, training_v1
-
-    classes, todo = set(), [base_layer.Layer, base_layer_v1.Layer, training.Model, training_v1.Model]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub not in classes:
-                classes.add(sub)
-                todo.append(sub)
-    saved = {cls: cls.__bases__ for cls in classes}
-    try:
-        yield
-    finally:
-        for cls, bases in saved.items():
-            if cls.__bases__ != bases:
-                cls.__bases__ = bases
-
-
 class VocalSeparator:
-    """Spleeter 2stems in a private graph and session; share one instance across threads.
+    """Spleeter 2stems (:mod:`singtalk.spleeter_net`: its U-Nets from the checkpoint, the STFT in NumPy);
+    share one instance across threads.
 
-    Raises :class:`SeparationUnavailable` at construction when the weights are
-    missing or partial.
+    Raises :class:`SeparationUnavailable` at construction when the weights are missing, partial or
+    unreadable: every variable of both U-Nets comes from the checkpoint, none is ever initialised.
     """
 
     def __init__(self) -> None:
         checkpoint = check_weights()
-        import tensorflow as tf
-        from spleeter.model import EstimatorSpecBuilder
-        from spleeter.utils.configuration import load_configuration
+        tf = _tensorflow()
+        from .spleeter_net import UNets
 
-        params = load_configuration(f"spleeter:{MODEL_NAME}")
-        params["MWF"] = False
-        self._lock = threading.Lock()
-        self._graph = tf.Graph()
-        tf_logger = logging.getLogger("tensorflow")
-        level = tf_logger.level
-        tf_logger.setLevel(logging.ERROR)  # Spleeter's graph triggers TF1 deprecation notices
         try:
-            with _keras_classes_kept():
-                self._build(tf, EstimatorSpecBuilder, params, checkpoint)
-        finally:
-            tf_logger.setLevel(level)
-        self._graph.finalize()
-        self._run(np.zeros((SPLEETER_RATE, 2), dtype=np.float32))  # warm-up: graph optimisation happens here
+            self._nets = UNets(checkpoint)
+        except (KeyError, ValueError, tf.errors.OpError) as err:
+            raise SeparationUnavailable(f"Spleeter weights in {checkpoint.parent} cannot be read "
+                                        f"({type(err).__name__}: {err}): {FIX_HINT}.") from err
+        self._lock = threading.Lock()
 
-    def _build(self, tf, builder_class, params: dict, checkpoint: Path) -> None:
-        with self._graph.as_default():
-            self._waveform = tf.compat.v1.placeholder(tf.float32, shape=(None, params["n_channels"]),
-                                                      name="waveform")
-            builder = builder_class({"waveform": self._waveform}, params)
-            self._vocals = builder.outputs["vocals"]
-            saver = tf.compat.v1.train.Saver()
-            self._session = tf.compat.v1.Session(graph=self._graph)
-            try:
-                saver.restore(self._session, str(checkpoint))
-            except tf.errors.OpError as err:
-                self._session.close()
-                raise SeparationUnavailable(f"Spleeter weights in {checkpoint.parent} cannot be read "
-                                            f"({type(err).__name__}): {FIX_HINT}.") from err
+    def _run(self, y: np.ndarray) -> np.ndarray:
+        """One chunk: mono ``(n,)`` float32 at 44.1 kHz → its vocals, ``(n,)`` (one chunk at a time)."""
+        from .spleeter_net import separate
 
-    def _run(self, stereo: np.ndarray) -> np.ndarray:
-        """One graph run: ``(n, 2)`` float32 at 44.1 kHz → ``(n, 2)`` vocals."""
-        if stereo.shape[0] == 0:
-            return np.zeros((0, 2), dtype=np.float32)
+        if y.size == 0:
+            return np.zeros(0, dtype=np.float32)
         with self._lock:
-            return self._session.run(self._vocals, feed_dict={self._waveform: stereo})
+            return separate(self._nets, y)
 
     def vocals(self, y: np.ndarray, sr: int) -> np.ndarray:
         """Mono float32 ``(n,)`` at ``sr`` Hz → the extracted vocals, ``(n,)`` float32 at ``sr`` Hz.
 
         The input is cut into overlapping chunks at its own rate; each chunk is
-        resampled to 44.1 kHz stereo, separated, resampled back and cross-faded
+        resampled to 44.1 kHz, separated, resampled back and cross-faded
         in, so memory is bounded by the chunk size, not by the input length.
         """
         y = np.asarray(y, dtype=np.float32)
@@ -205,7 +205,7 @@ class VocalSeparator:
         for start in _chunk_starts(n, chunk, overlap):
             piece = y[start:start + chunk]
             high = _resample(piece, sr, SPLEETER_RATE)
-            vocals = self._run(np.repeat(high[:, None], 2, axis=1)).mean(axis=1)
+            vocals = self._run(high)
             vocals = _fit_length(_resample(vocals, SPLEETER_RATE, sr), piece.size)
             ramp = min(overlap, piece.size)
             if start > 0:  # fade in under the previous chunk's fade-out: the two ramps sum to 1
@@ -216,9 +216,7 @@ class VocalSeparator:
         return out
 
     def close(self) -> None:
-        """Release the TensorFlow session."""
-        with self._lock:
-            self._session.close()
+        """Nothing to release: the U-Nets' weights go with the instance (kept for callers that close)."""
 
 
 _instance: Optional[VocalSeparator] = None
