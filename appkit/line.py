@@ -53,7 +53,6 @@ class Turn:
     def __init__(self, the_line: Line):
         self._line = the_line
         self.place: Place | None = None
-        self.waited = False
 
     def enter(self) -> None:
         """Join the line and wait for a slot, showing the place while waiting (no-op once in)."""
@@ -62,7 +61,6 @@ class Turn:
         self.place = self._line.join()
         if self.place.wait(0.05):
             return
-        self.waited = True
         box = st.empty()
         while True:  # each redraw is also where Streamlit stops this run on a rerun or a closed tab
             box.info(place_text(self.place.ahead(), self.place.estimate_s()), icon="⏳")

@@ -98,7 +98,6 @@ class Line:
         self._served = 0
         self._numbers = itertools.count(1)
         self._mean_service_s = TYPICAL_SERVICE_S
-        self.peak_waiting = 0
         self.total_served = 0
 
     # -- what the page asks ----------------------------------------------------------------------------------
@@ -110,7 +109,6 @@ class Line:
                                "Try again in a minute.")
             place = Place(self, next(self._numbers))
             self._waiting.append(place)
-            self.peak_waiting = max(self.peak_waiting, len(self._waiting))
             self._admit()
             return place
 
