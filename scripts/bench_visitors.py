@@ -11,7 +11,7 @@ next" notice. The server's resident memory is sampled every 50 ms (its peak is `
 visitor gets is compared with the same clip classified in this process by the same model.
 
 Prints, per N: answered, agreeing, errors, p50 / p95 / max seconds to the answer, visitors who saw their place
-in line, the server's peak RSS.
+in line, the server's peak RSS and the CPU seconds it (and its ffmpeg decodes) spent on the burst.
 """
 
 from __future__ import annotations
@@ -116,6 +116,12 @@ def app_server(models: Path, work: Path, log_path: Path, slots: int | None):
         log.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its reaped children (ffmpeg decodes), user + system, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+
+
 class MemoryWatch:
     """The peak resident memory of one process (``VmHWM`` at the end; sampled ``VmRSS`` as a check)."""
 
@@ -209,7 +215,7 @@ def visit_at_once(browser, url: str, clips: list[Path], n: int, timeout_s: float
              "saw_line": bool(v.get("saw_line")), "error": v.get("error")} for v in visitors]
 
 
-def summarise(n: int, visits: list[dict], expected: dict, peak_mb: float) -> dict:
+def summarise(n: int, visits: list[dict], expected: dict, peak_mb: float, server_cpu_s: float) -> dict:
     times = sorted(v["seconds"] for v in visits if v["seconds"] is not None)
     by_name = {clip.name: label for clip, label in expected.items()}
     return {
@@ -222,6 +228,7 @@ def summarise(n: int, visits: list[dict], expected: dict, peak_mb: float) -> dic
         "max_s": times[-1] if times else None,
         "saw_line": sum(v["saw_line"] for v in visits),
         "server_peak_rss_mb": round(peak_mb, 1),
+        "server_cpu_s": round(server_cpu_s, 2),
         "visits": visits,
     }
 
@@ -253,13 +260,16 @@ def main(argv=None) -> int:
                 with app_server(models, work, tmp / f"server{n}.log", args.slots) as (url, pid):
                     with MemoryWatch(pid) as memory:
                         visit_at_once(browser, url, clips[:1], 1, args.timeout)  # loads the model: not timed
+                        cpu_before = cpu_seconds(pid)
                         visits = visit_at_once(browser, url, clips, n, args.timeout)
+                        cpu = cpu_seconds(pid) - cpu_before
                         peak = memory.stop()
-                runs.append(summarise(n, visits, expected, peak))
+                runs.append(summarise(n, visits, expected, peak, cpu))
                 r = runs[-1]
                 print(f"N={n:3d}: answered {r['answered']}/{n}, agreeing {r['agreeing']}, errors {len(r['errors'])}, "
                       f"p50 {r['p50_s']:.1f} s, p95 {r['p95_s']:.1f} s, max {r['max_s']:.1f} s, "
-                      f"saw their place in line {r['saw_line']}, server peak RSS {r['server_peak_rss_mb']:.0f} MB"
+                      f"saw their place in line {r['saw_line']}, server peak RSS {r['server_peak_rss_mb']:.0f} MB, "
+                      f"server CPU {r['server_cpu_s']:.1f} s ({r['server_cpu_s'] / n:.2f} s a visitor)"
                       if r["answered"] else f"N={n}: no answer; errors: {r['errors'][:3]}", flush=True)
             browser.close()
     load = os.getloadavg()

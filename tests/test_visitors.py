@@ -36,4 +36,5 @@ def test_five_visitors_at_once_are_all_answered_and_the_line_shows(test_store, t
     assert run["answered"] == 5 and run["agreeing"] == 5, run["visits"]
     assert run["saw_line"] >= 1, run["visits"]  # one slot, five at once: somebody waited and was told
     assert run["server_peak_rss_mb"] > 50  # the server's memory was actually read
+    assert run["server_cpu_s"] > 0.5  # five 30 s clips were decoded and classified by the server itself
     assert done.returncode == 0, done.stderr[-2000:]
