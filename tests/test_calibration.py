@@ -87,8 +87,9 @@ def test_left_out_groups_are_scaled_by_a_temperature_fitted_without_them():
 def test_no_temperature_ships_because_one_fitted_on_left_out_corpora_does_not_help():
     """The serving model's left-out answers (``scripts/calibrate.py --left-out``, kept in
     ``models/tables/left-out-<version>.csv``): one per clean table row; the worst calibrated corpus is the one
-    it gets most wrong; a temperature fitted on the other corpora's answers makes the pooled and the median
-    corpus's ECE worse, and on the test split breaks the bound: so none is shipped (docs/model.md)."""
+    it gets most wrong; a temperature fitted on the other corpora's answers makes the median corpus's ECE worse
+    (the pooled figure it may mend, as it trims the worst corpus's confident errors), and on the test split it
+    breaks the bound: so none is shipped (docs/model.md)."""
     import pandas as pd
 
     from singtalk import dataset
@@ -101,7 +102,6 @@ def test_no_temperature_ships_because_one_fitted_on_left_out_corpora_does_not_he
     left = calibrate.left_out_report(answers, loaded.class_names)
     worst = max(left.groups, key=lambda g: g.ece_before)
     assert worst.accuracy == min(g.accuracy for g in left.groups), calibrate.left_out_markdown(left, "", 0)
-    assert left.ece_after >= left.ece_before
     assert np.median([g.ece_after for g in left.groups]) > np.median([g.ece_before for g in left.groups])
     assert calibration.expected_calibration_error(calibration.with_temperature(loaded.net, left.temperature)(X),
                                                   y) > ECE_BOUND
