@@ -5,7 +5,7 @@ check → one analysis of the whole clip → pooled features for the clip and fo
 overlapping windows → MinMax scaling → the Keras model, called directly. Clips up to
 :data:`WHOLE_CLIP_MAX_S` are labelled from their pooled features (as the model was
 trained); longer inputs from the mean of their windows' probabilities — by their voice when a voice
-fills at least a third of the time (:data:`VOICE_SHARE_MIN`). Long inputs are
+fills at least a third of the time (:func:`long_answer`). Long inputs are
 analysed in parts to bound memory. The windows are merged into segments that tile the
 input (:func:`singtalk.segments.merge_windows`).
 
@@ -38,6 +38,8 @@ WHOLE_CLIP_MAX_S = 30.0
 VOICE_SHARE_MIN = 1 / 3
 """A long input is answered by its voice when the windows' mean probability of a voice reaches this
 (a song with an instrumental intro and solos is singing, not "no voice")."""
+VOICE_SHARE_NOTED = 0.8
+"""Below this share of voice a long input's voiced answer says how much of it holds a voice."""
 SEGMENT_S = 60.0
 SPLEETER_RATE = 44100
 
@@ -187,8 +189,8 @@ class Classifier:
         best = int(np.argmax(clip_p))
         label, confidence = self.class_names[best], float(clip_p[best])
         note = ""
-        if duration > WHOLE_CLIP_MAX_S and label == NO_VOICE:
-            label, confidence, note = self._voiced_answer(clip_p, label, confidence)
+        if duration > WHOLE_CLIP_MAX_S:
+            label, confidence, note = long_answer(self.class_names, clip_p)
         segments = merge_windows(timeline, self.class_names, duration_s=duration) if len(timeline) > 1 else None
         if segments is None or len(segments) <= 1:  # one window, or one story: the clip's own answer
             segments = single_segment(duration, label, confidence)
@@ -202,18 +204,6 @@ class Classifier:
             segments=segments,
             note=note,
         )
-
-    def _voiced_answer(self, clip_p: np.ndarray, label: str, confidence: float) -> tuple[str, float, str]:
-        """A long input whose windows hold a voice for at least :data:`VOICE_SHARE_MIN` of the time is
-        answered by its voice (a song with instrumental breaks is singing), with a note saying how much."""
-        no_voice = self.class_names.index(NO_VOICE)
-        share = 1.0 - float(clip_p[no_voice])
-        if share < VOICE_SHARE_MIN:
-            return label, confidence, ""
-        voiced = [i for i in range(len(self.class_names)) if i != no_voice]
-        best = max(voiced, key=lambda i: clip_p[i])
-        return (self.class_names[best], float(clip_p[best]),
-                f"a voice in about {share:.0%} of the audio; the rest has none (see the segments)")
 
     def no_voice(self, y: np.ndarray, *, note: str) -> Prediction:
         """The ``no_voice`` answer for mono 16 kHz samples the model was not asked about (see :meth:`analyse`).
@@ -270,6 +260,25 @@ class Classifier:
         for i, name in enumerate(self.class_names):
             frame[f"p_{name}"] = np.where(ok, np.round(p[:, i], 4), np.nan) if len(p) else pd.Series(dtype=float)
         return frame
+
+
+def long_answer(class_names: list[str], clip_p: np.ndarray) -> tuple[str, float, str]:
+    """(label, confidence, note) of a long input from its windows' mean probabilities ``clip_p``.
+
+    Answered by its voice when a voice fills at least :data:`VOICE_SHARE_MIN` of it (a song with instrumental
+    breaks is singing, even when no voice is the likeliest single class); a voiced answer with a voice in less
+    than :data:`VOICE_SHARE_NOTED` of the input says how much. Without a ``no_voice`` class: the likeliest.
+    """
+    best = int(np.argmax(clip_p))
+    if NO_VOICE not in class_names:
+        return class_names[best], float(clip_p[best]), ""
+    no_voice = class_names.index(NO_VOICE)
+    share = 1.0 - float(clip_p[no_voice])
+    if share < VOICE_SHARE_MIN:
+        return class_names[best], float(clip_p[best]), ""
+    voiced = max((i for i in range(len(class_names)) if i != no_voice), key=lambda i: clip_p[i])
+    note = f"a voice in about {share:.0%} of the audio; the rest has none (see the segments)"
+    return class_names[voiced], float(clip_p[voiced]), note if share < VOICE_SHARE_NOTED else ""
 
 
 def leakage_note(vocals: np.ndarray, mixture: np.ndarray, mixture_sr: int) -> str:

@@ -268,5 +268,20 @@ def test_a_long_song_is_singing_and_long_music_with_a_word_stays_no_voice(corpus
     rows = pd.read_csv(out, keep_default_na=False)
     print(rows.to_string())
     assert rows.label.tolist() == [SINGING, NO_VOICE]
-    assert rows.note[0].startswith("a voice in about") and rows.p_no_voice[0] > rows.p_singing[0]
+    assert rows.note[0].startswith("a voice in about") and rows.p_no_voice[0] > 0.2
     assert rows.note[1] == ""
+
+
+@pytest.mark.parametrize("clip_p, expected", [
+    ([0.30, 0.10, 0.60], ("singing", 0.30, "a voice in about 40% of the audio")),  # no voice likeliest, voice ≥ 1/3
+    ([0.20, 0.10, 0.70], ("no_voice", 0.70, "")),  # a voice in under a third: no voice, no note
+    ([0.45, 0.10, 0.45], ("singing", 0.45, "a voice in about 55% of the audio")),  # voiced, but much without
+    ([0.10, 0.85, 0.05], ("talking", 0.85, "")),  # a voice nearly throughout: no note
+])
+def test_a_long_input_is_answered_by_its_voice_and_says_how_much_of_it_has_one(clip_p, expected):
+    from singtalk.classify import long_answer
+
+    label, confidence, note = long_answer(["singing", "talking", "no_voice"], np.array(clip_p))
+    assert (label, round(confidence, 2)) == expected[:2]
+    assert note.startswith(expected[2]) and bool(note) == bool(expected[2])
+    assert long_answer(["singing", "talking"], np.array([0.3, 0.7])) == ("talking", 0.7, "")
