@@ -262,12 +262,13 @@ def job_view():
             kept = None
         c1, c2, c3 = st.columns(3)
         if kept:
-            new = f"the new model ({named[kept]})"
-            if c1.button("Promote the new model anyway", key="retrain-promote", help=f"Serve {new}: version {kept}."):
-                store_action(lambda: store.promote(kept), f"{new[0].upper()}{new[1:]} is serving.")
+            new = f"new model ({named[kept]})"
+            if c1.button("Promote the new model anyway", key="retrain-promote",
+                         help=f"Serve the {new}: version {kept}."):
+                store_action(lambda: store.promote(kept), f"The {new} is serving.")
             if c3.button("Discard the new model", key="retrain-discard",
-                         help=f"Delete {new}, version {kept}, from the model store; it was never served."):
-                store_action(lambda: store.delete(kept), f"{new[0].upper()}{new[1:]} was discarded.")
+                         help=f"Delete the {new}, version {kept}, from the model store; it was never served."):
+                store_action(lambda: store.delete(kept), f"The {new} was discarded.")
         if current != report.backup_version and c2.button(
                 f"Roll back to the model of {backup}", key="retrain-rollback",
                 help=f"Serve the model the retrain started from again: version {report.backup_version}."):

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from singtalk import audio, config  # noqa: E402
+from page_idle import wait_idle  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SR = audio.SAMPLE_RATE
@@ -436,16 +437,9 @@ def bench_app(tmp: Path, models: Path) -> None:
                 return performance.now();
             }"""
 
-            def idle(quiet_s: float = 1.0, timeout_s: float = 60.0) -> None:
-                status = page.locator('[data-testid="stStatusWidget"]')
-                quiet_since = deadline = time.monotonic()
-                deadline += timeout_s
-                while time.monotonic() - quiet_since < quiet_s:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the Classify page never went idle")
-                    if status.count() and status.first.is_visible():
-                        quiet_since = time.monotonic()
-                    page.wait_for_timeout(50)
+            def idle() -> None:
+                if not wait_idle(page, poll_ms=50):
+                    raise RuntimeError("the Classify page never went idle")
 
             names = ["upload_a.wav", "upload_b.wav", "upload_c.wav", "upload_d.wav"]
             clips = [long_audio(10, tmp, name=n, label=("singing", "talking")[i % 2]) for i, n in enumerate(names)]

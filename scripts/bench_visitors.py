@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from singtalk import audio  # noqa: E402
 from singtalk.config import data_dir, models_dir  # noqa: E402
+from page_idle import wait_idle  # noqa: E402 - scripts/, beside this file
 
 CHROMIUM = "/usr/bin/chromium"
 LINE_TEXTS = ("ahead of you", "You are next")
@@ -165,18 +166,6 @@ def _open_page(browser, url: str):
     return context, page
 
 
-def _settled(page, quiet_s: float = 1.0, timeout_s: float = 60) -> None:
-    """No script run for ``quiet_s`` (an upload given during the page's first runs can be lost)."""
-    status = page.locator('[data-testid="stStatusWidget"]')
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
-    while time.monotonic() < deadline:
-        if status.count() and status.first.is_visible():
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            return
-        page.wait_for_timeout(100)
-
-
 def visit_at_once(browser, url: str, clips: list[Path], n: int, timeout_s: float) -> list[dict]:
     """``n`` visitors upload ``clips[i % len(clips)]`` as one burst; one dict per visitor."""
     visitors = []
@@ -185,7 +174,7 @@ def visit_at_once(browser, url: str, clips: list[Path], n: int, timeout_s: float
             context, page = _open_page(browser, url)
             visitors.append({"context": context, "page": page, "clip": clips[i % len(clips)]})
         for v in visitors:
-            _settled(v["page"])
+            wait_idle(v["page"])
         for v in visitors:  # the burst: every upload dispatched before any answer is awaited
             v["page"].locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(v["clip"]))
             v["started"] = time.monotonic()

@@ -59,27 +59,22 @@ setting (docs/performance.md)."""
 
 
 def _tensorflow():
-    """TensorFlow, imported with oneDNN (:data:`ONEDNN_ENV`) when this is the first import;
-    ``$SINGTALK_TF_THREADS`` caps its thread pools, as for the classifier."""
+    """TensorFlow, imported with oneDNN (:data:`ONEDNN_ENV`) when this is the first import; then
+    ``model._tf``'s one-time set-up (``$SINGTALK_TF_THREADS`` caps its thread pools, as for the classifier)."""
     import sys
 
+    from .model import _tf
+
     if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+        return _tf()
     given = os.environ.get(ONEDNN_ENV)
     os.environ.setdefault(ONEDNN_ENV, "1")
     try:
-        import tensorflow as tf
+        import tensorflow  # noqa: F401 - the first import, which alone reads ONEDNN_ENV
     finally:
         if given is None:
             os.environ.pop(ONEDNN_ENV, None)
-    threads = int(os.environ.get("SINGTALK_TF_THREADS", "0") or 0)
-    if threads > 0:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # runtime already initialised
-            pass
-    return tf
+    return _tf()
 
 
 def model_dir() -> Path:
@@ -214,9 +209,6 @@ class VocalSeparator:
                 vocals[-ramp:] *= np.linspace(1.0, 0.0, ramp + 2, dtype=np.float32)[1:-1]
             out[start:start + piece.size] += vocals
         return out
-
-    def close(self) -> None:
-        """Nothing to release: the U-Nets' weights go with the instance (kept for callers that close)."""
 
 
 _instance: Optional[VocalSeparator] = None

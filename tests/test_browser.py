@@ -23,6 +23,10 @@ import pytest
 from singtalk.labels import MEANING, NO_VOICE
 from tests.app_fixtures import clip_near, test_store, to_wav  # noqa: F401
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from page_idle import wait_idle  # noqa: E402 - shared with the benches
+
+
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,14 +152,7 @@ def ready(page, quiet_s: float = 1.5, timeout_s: float = 30) -> None:
     """The Classify page is drawn and no script run for ``quiet_s`` (the WebRTC component's first value
     triggers a second run; input given during a run can get lost)."""
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=30000)
-    status = page.locator('[data-testid="stStatusWidget"]')
-    deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
-    while time.monotonic() < deadline:
-        if status.count() and status.first.is_visible():
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            return
-        page.wait_for_timeout(100)
+    wait_idle(page, quiet_s, timeout_s)
 
 
 def upload(page, path: Path) -> None:
