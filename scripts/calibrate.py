@@ -114,8 +114,7 @@ def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cac
 
     import train_default as T
 
-    from singtalk.model import TrainConfig, predict_proba
-    from singtalk.spectro import VIEWS, SpectroNet
+    from singtalk.model import predict_proba
 
     args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
                               backgrounds=True, split=str(T.SPLIT_FILE), cache=cache,
@@ -123,23 +122,10 @@ def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cac
     table, inputs, fold_dirs, _, names = T.prepare(args)
     if names != list(loaded.feature_names):
         raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
-    table["corpus"] = table["source"].map(dataset.corpus_of)
-    config = loaded.metadata.get("config", {})
-    train_config = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__})
-    head_args = (train_config, ensemble or int(config.get("ensemble", 1)), config.get("head", "stack"), T.LINEAR_C,
-                 "dynamic", T.JUDGE_WEIGHT, config.get("gate", "linear"), float(config.get("gate_offset", 0.0)))
-    heard = set(table["corpus"][table["heard"]])
     answers = []
-    for corpus in corpora or sorted(table["corpus"].unique()):
-        t = table
-        if corpus in heard:  # every row's logits from networks that never heard this corpus
-            t = table.copy()
-            for view in VIEWS:
-                T.set_spectro_logits(t, inputs[view], np.arange(len(t)),
-                                     SpectroNet.load(fold_dirs[view] / f"without_{corpus}.npz"), view)
-        fit = t[(t["corpus"] != corpus) & ((t["split"] == "train") | ~t["augmented"])]
+    for corpus, t, result, scaler in T.left_out_fits(table, inputs, fold_dirs, names,
+                                                     T.head_args_of(loaded.metadata, ensemble), corpora):
         held = t[(t["corpus"] == corpus) & ~t["augmented"] & t["label"].isin(loaded.class_names)]
-        result, scaler = T.fit(fit.reset_index(drop=True), names, *head_args)
         if list(result.class_names) != list(loaded.class_names):
             raise SystemExit(f"without {corpus} the head has classes {result.class_names}, not {loaded.class_names}")
         proba = predict_proba(result.model, scaler.transform(held[names].to_numpy()))

@@ -167,17 +167,33 @@ def condition_rng(condition: str, clip: str, *extra: int) -> np.random.Generator
 
 
 # -- clips -------------------------------------------------------------------------------------------------
-def split_clips(data_dir: Path, split_file: Path):
-    """The corpus' test-side rows (``path, label, speaker, source, language``) plus ``key`` (path relative to
-    the corpus) and ``group`` (speaker group), sorted by key."""
+def corpus_clips(data_dir: Path, split_file: Path):
+    """Every labelled clip of the corpus (``path, label, speaker, source, language``) plus ``key`` (path
+    relative to the corpus), ``group`` (speaker group), ``corpus`` (``dataset.corpus_of``) and ``test`` (on
+    the test side of ``split_file``), sorted by key."""
     import train_default
 
     labelled = train_default.labelled_corpus(data_dir)
-    groups = dataset.speaker_groups(labelled)
-    mask = train_default.corpus_split(labelled, split_file)
-    test = labelled[mask].assign(group=groups[mask])
-    test["key"] = [train_default.relative(p, data_dir) for p in test["path"]]
-    return test.sort_values("key").reset_index(drop=True)
+    frame = labelled.assign(group=dataset.speaker_groups(labelled),
+                            test=train_default.corpus_split(labelled, split_file),
+                            corpus=labelled["source"].map(dataset.corpus_of),
+                            key=[train_default.relative(p, data_dir) for p in labelled["path"]])
+    return frame.sort_values("key").reset_index(drop=True)
+
+
+def split_clips(data_dir: Path, split_file: Path):
+    """The test side of :func:`corpus_clips`: no speaker of them was trained on."""
+    clips = corpus_clips(data_dir, split_file)
+    return clips[clips["test"]].reset_index(drop=True)
+
+
+def left_out_pick(clips, *, sources: list[str] | None = None, limit: int = 0, classes=labels.CLASSES):
+    """:func:`pick` corpus by corpus (both sides of the split: a left-out head heard none of its corpus)."""
+    import pandas as pd
+
+    kept = pick(clips, sources=sources, classes=classes)
+    picked = [pick(rows, limit=limit, classes=classes) for _, rows in kept.groupby("corpus", sort=True)]
+    return pd.concat(picked, ignore_index=True).sort_values("key").reset_index(drop=True) if picked else kept
 
 
 def pick(test, *, sources: list[str] | None = None, limit: int = 0, classes=labels.CLASSES):
@@ -233,37 +249,43 @@ def background_plan(clips, test, names: list[str]) -> list[list[str | None]]:
 _WORKER: dict = {}
 
 
-def _init_worker(models_root: str, version: str | None, threads: str | None = None) -> None:
-    """Remember the model to load (on the first clip). Pool workers use one TensorFlow thread each."""
+def _init_worker(threads: str | None = None) -> None:
+    """Pool workers use one TensorFlow thread each and load each model once (:func:`_classifier`)."""
     if threads:
         os.environ["SINGTALK_TF_THREADS"] = threads
     _WORKER.clear()
-    _WORKER.update(root=models_root, version=version, backgrounds={})
+    _WORKER.update(classifiers={}, backgrounds={})
 
 
-def _classifier():
-    if "classifier" not in _WORKER:
+def _classifier(model: tuple[str, str, str]):
+    """The classifier of ``model`` = (model store, version, the corpus whose left-out spectrogram networks it
+    reads, or "" for the shipped ones), loaded on first use."""
+    if model not in _WORKER.setdefault("classifiers", {}):
+        import left_out_heads
+
         from singtalk.classify import Classifier
         from singtalk.registry import ModelStore
 
-        _WORKER["classifier"] = Classifier(ModelStore(_WORKER["root"]).load(_WORKER["version"]))
-    return _WORKER["classifier"]
+        root, version, nets = model
+        _WORKER["classifiers"][model] = Classifier(ModelStore(root).load(version), nets=left_out_heads.nets_of(nets))
+    return _WORKER["classifiers"][model]
 
 
 def _background(path: str) -> np.ndarray:
-    cache = _WORKER["backgrounds"]
+    cache = _WORKER.setdefault("backgrounds", {})
     if path not in cache:
         cache[path] = dataset.decode_clip(path)
     return cache[path]
 
 
-def measure_clip(task: tuple[str, str, list[str], list[str | None]]) -> list[tuple[dict | None, str]]:
-    """``(path, key, condition names, background paths)`` → per condition ``(probabilities, "")`` or
-    ``(None, why it could not be classified)``. The clip is decoded once."""
+def measure_clip(task: tuple[str, str, list[str], list[str | None], tuple[str, str, str]]
+                 ) -> list[tuple[dict | None, str]]:
+    """``(path, key, condition names, background paths, model)`` → per condition ``(probabilities, "")`` or
+    ``(None, why it could not be classified)``. The clip is decoded once; ``model``: :func:`_classifier`."""
     from singtalk.errors import SingtalkError
 
-    path, key, names, backgrounds = task
-    classifier = _classifier()
+    path, key, names, backgrounds, model = task
+    classifier = _classifier(model)
     try:
         y = dataset.decode_clip(path)
     except SingtalkError as err:
@@ -285,15 +307,13 @@ def measure_clip(task: tuple[str, str, list[str], list[str | None]]) -> list[tup
     return out
 
 
-def measure(clips, plan, names: list[str], *, models_root: str, version: str, jobs: int,
+def measure(clips, plan, names: list[str], models: list[tuple[str, str, str]], *, jobs: int,
             progress: Callable[[int, int], None] | None = None) -> list[list[tuple[dict | None, str]]]:
-    """:func:`measure_clip` of every clip, in order: in this process, or in ``jobs`` spawned workers that
-    each load the model once."""
-    tasks = [(p, k, names, b) for p, k, b in zip(clips["path"], clips["key"], plan)]
+    """:func:`measure_clip` of every clip, each by its model of ``models`` (:func:`_classifier`), in order: in
+    this process, or in ``jobs`` spawned workers that each load a model once."""
+    tasks = [(p, k, names, b, m) for p, k, b, m in zip(clips["path"], clips["key"], plan, models)]
     results = []
     if jobs <= 1:
-        if _WORKER.get("root") != models_root or _WORKER.get("version") != version:
-            _init_worker(models_root, version)
         for i, task in enumerate(tasks):
             results.append(measure_clip(task))
             if progress:
@@ -303,7 +323,7 @@ def measure(clips, plan, names: list[str], *, models_root: str, version: str, jo
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(models_root, version, "1")) as pool:
+                             initargs=("1",)) as pool:
         for i, result in enumerate(pool.map(measure_clip, tasks, chunksize=1)):
             results.append(result)
             if progress:
@@ -400,16 +420,38 @@ def text_table(results: dict) -> str:
     return "\n".join([line(heads), *map(line, body)])
 
 
+def corpus_table(by_corpus: dict, *, markdown: bool = False) -> str:
+    """Per left-out corpus: its clips, answered right clean, averaged over the other conditions, and its worst
+    condition."""
+    heads = ["Corpus", "n", "Clean", "Mean of the rest", "Worst condition", "Its score"]
+    body = []
+    for corpus, results in by_corpus.items():
+        rest = {name: s["accuracy"] for name, s in results.items() if name != "clean" and s["accuracy"] is not None}
+        worst = min(rest, key=rest.get) if rest else ""
+        body.append([corpus, str(results["clean"]["n"]), _cell(results["clean"]["accuracy"]),
+                     _cell(float(np.mean(list(rest.values()))) if rest else None), worst,
+                     _cell(rest.get(worst)) if worst else "—"])
+    if markdown:
+        return "\n".join(["| " + " | ".join(heads) + " |", "|---|---:|---:|---:|---|---:|",
+                          *("| " + " | ".join(r) + " |" for r in body)])
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(heads)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [heads, *body])
+
+
 def markdown(report: dict) -> str:
     """The table for ``docs/robustness.md``, with what it was measured on."""
     g = report["generators"]
     counts = report["counts"]
     parts = [f"{counts[c]} {labels.display(c).lower()}" for c in labels.CLASSES if counts.get(c)]
     lines = [
-        (f"Model `{report['model']}` ({', '.join(report['class_names'])}); {report['n']} test-split clips "
-         f"(speakers never trained on, `models/split.json`): {', '.join(parts)}"
+        (f"Model `{report['model']}` ({', '.join(report['class_names'])}); {report['n']} "
+         + ("clips of every corpus, both sides of the split, each answered by the head refitted without its corpus "
+            "and the spectrogram networks trained without it (`scripts/left_out_heads.py`)" if report.get("left_out")
+            else "test-split clips (speakers never trained on, `models/split.json`)")
+         + f": {', '.join(parts)}"
          + (f"; sources {', '.join(report['sources'])}" if report["sources"] else "")
-         + (f"; at most {report['limit']} per class" if report["limit"] else "") + "."),
+         + (f"; at most {report['limit']} per class" + (" and corpus" if report.get("left_out") else "")
+            if report["limit"] else "") + "."),
         (f"Seeds: `numpy.random.default_rng([{report['seed']}, crc32(condition), crc32(clip)])`. "
          f"Rooms: pyroomacoustics {g['pyroomacoustics']} (image source to order {augment.ROOM_MAX_ORDER}, then a "
          f"statistical tail); pitch and tempo: librosa {g['librosa']}; MP3: ffmpeg {g['ffmpeg'] or '?'}."),
@@ -424,6 +466,8 @@ def markdown(report: dict) -> str:
         "Answered right: the app's label" + ("" if labels.NO_VOICE in report["class_names"] else
                                              " (voiced clips only: this model has no no-voice class)") + ".",
     ]
+    if report.get("by_corpus"):
+        lines += ["", "Per corpus left out, answered right:", "", corpus_table(report["by_corpus"], markdown=True)]
     return "\n".join(lines) + "\n"
 
 
@@ -443,6 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conditions", default="", help="comma-separated conditions (default: all; clean is "
                                                           "always measured)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument("--left-out", action="store_true",
+                        help="every corpus's clips (both sides of the split) by the head refitted without that "
+                             "corpus, with the spectrogram networks trained without it (scripts/left_out_heads.py; "
+                             "--limit then counts per class and corpus)")
+    parser.add_argument("--cache", default="var/cache", help="with --left-out: train_default.py's feature cache")
+    parser.add_argument("--heads", default=None, help="with --left-out: where the left-out heads are kept "
+                                                      "(default: var/left-out; scripts/left_out_heads.py)")
     parser.add_argument("--json", default=None, help="write the scores and every clip's answers here")
     parser.add_argument("--markdown", default=None, help="write the table for docs/robustness.md here")
     args = parser.parse_args(argv)
@@ -462,19 +513,34 @@ def main(argv: list[str] | None = None) -> int:
         store.check_compatible(version, metadata)
         class_names = [str(c) for c in metadata["class_names"]]
         data_dir = Path(args.data) if args.data else config.data_dir()
-        test = split_clips(data_dir, Path(args.split))
+        every = corpus_clips(data_dir, Path(args.split))
+        test = every[every["test"]].reset_index(drop=True)
         sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-        clips = pick(test, sources=sources, limit=args.limit, classes=[c for c in labels.CLASSES if c in class_names])
+        classes = [c for c in labels.CLASSES if c in class_names]
+        clips = (left_out_pick(every, sources=sources, limit=args.limit, classes=classes) if args.left_out
+                 else pick(test, sources=sources, limit=args.limit, classes=classes))
     except SingtalkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    models = [(args.models, version, "")] * len(clips)
+    if args.left_out and not clips.empty:
+        import left_out_heads
+
+        heads_root = Path(args.heads) if args.heads else left_out_heads.LEFT_OUT_DIR
+        heads = left_out_heads.left_out_heads(store.load(version), sorted(clips["corpus"].unique()),
+                                              data_dir=data_dir, jobs=args.jobs, cache=args.cache, root=heads_root)
+        clips = clips[clips["corpus"].isin(list(heads))].reset_index(drop=True)
+        root = str(left_out_heads.store_dir(version, heads_root))
+        models = [(root, heads[c]["version"], heads[c]["nets"]) for c in clips["corpus"]]
     if clips.empty:
         print("error: no clips to measure", file=sys.stderr)
         return 2
     counts = clips["label"].value_counts().to_dict()
     left_out = int((test["label"] == labels.NO_VOICE).sum()) if labels.NO_VOICE not in class_names else 0
     jobs = max(1, min(args.jobs, len(clips)))
-    print(f"model {version} ({', '.join(class_names)}); {len(clips)} test clips (speaker-disjoint): "
+    print(f"model {version} ({', '.join(class_names)}); {len(clips)} "
+          + ("clips, each by the head that never heard its corpus: " if args.left_out
+             else "test clips (speaker-disjoint): ")
           + ", ".join(f"{counts.get(c, 0)} {c}" for c in labels.CLASSES if c in class_names)
           + (f"; {left_out} no-voice clips left out (the model has no such class)" if left_out else "")
           + f"; {len(names)} conditions; {jobs} process{'es' if jobs > 1 else ''}", flush=True)
@@ -486,19 +552,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {done}/{total} clips ({time.perf_counter() - started:.0f} s)", flush=True)
 
     plan = background_plan(clips, test, names)
-    outcomes = measure(clips, plan, names, models_root=args.models, version=version, jobs=jobs, progress=progress)
+    outcomes = measure(clips, plan, names, models, jobs=jobs, progress=progress)
     truth = clips["label"].to_numpy(dtype=object)
     results = with_deltas({name: {"how": CONDITIONS[name].how,
                                   **score(truth, [o[k] for o in outcomes], class_names)}
                            for k, name in enumerate(names)})
     print(text_table(results), flush=True)
+    by_corpus = {}
+    if args.left_out:
+        for corpus in sorted(clips["corpus"].unique()):
+            rows_c = np.flatnonzero(clips["corpus"].to_numpy() == corpus)
+            by_corpus[corpus] = with_deltas({name: score(truth[rows_c], [outcomes[r][k] for r in rows_c], class_names)
+                                             for k, name in enumerate(names)})
+        print(corpus_table(by_corpus), flush=True)
     unexpected = sorted({e for o in outcomes for _, e in o if e.startswith("unexpected ")})
     for message in unexpected:
         print(f"warning: {message}", file=sys.stderr)
 
     command = "python scripts/robustness.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {
-        "model": version, "class_names": class_names, "n": len(clips),
+        "model": version, "class_names": class_names, "n": len(clips), "left_out": bool(args.left_out),
         "counts": {c: int(counts.get(c, 0)) for c in labels.CLASSES},
         "split": str(args.split), "sources": sources, "limit": args.limit, "seed": SEED,
         "seeding": "numpy.random.default_rng([seed, crc32(condition), crc32(clip)]); the background's choice "
@@ -506,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         "generators": generators(), "command": command.strip(), "jobs": jobs,
         "seconds": round(time.perf_counter() - started, 1),
         "conditions": results,
+        **({"by_corpus": by_corpus} if args.left_out else {}),
         "clips": [{"path": k, "label": lab, "source": src, **{
             name: {"answer": (o[i][0] or {}).get("label", ""), "error": o[i][1],
                    **{labels.probability_column(c): round(float(o[i][0][c]), 4) for c in class_names if o[i][0]},

@@ -79,13 +79,15 @@ def load_backgrounds(paths: list[str]) -> None:
             pass
 
 
-def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -> tuple[list, str]:
+def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True,
+                    added: list | None = None) -> tuple[list, str]:
     """``(path, copies, seed)`` → ([``features.Frames`` of the clip, of each augmented copy...], error).
 
     The clip is decoded once (``dataset.decode_clip``: MIR-1K backing tracks are rebuilt); augmented copies
     (``augment.random_copy``, with this worker's :data:`_BACKGROUNDS`) that fail are skipped, and so are those
     with too little sound unless ``require_sound`` is False (``train_spectro.py`` keeps them, as its shipped
-    weights did).
+    weights did). ``added``, when given, gets one ``random_copy`` record per analysed frame list (an empty one
+    for the clip itself): what was mixed in and at what SNR.
     """
     from singtalk import audio, features
     from singtalk.errors import SingtalkError
@@ -98,14 +100,19 @@ def analysed_copies(task: tuple[str, int, int], *, require_sound: bool = True) -
         analysed = [check(features.analyse(y, audio.SAMPLE_RATE))]
     except SingtalkError as err:
         return [], str(err)
+    records = [{}]
     rng = np.random.default_rng(seed)
     for copy in range(1, copies + 1):
+        record: dict = {}
         try:
             altered = augment.random_copy(y, rng, audio.SAMPLE_RATE, resample=copy % 2 == 0,
-                                          backgrounds=_BACKGROUNDS or None)
+                                          backgrounds=_BACKGROUNDS or None, added=record)
             analysed.append(check(features.analyse(altered)))
+            records.append(record)
         except SingtalkError:
             pass
+    if added is not None:
+        added[:] = records
     return analysed, ""
 
 
@@ -114,17 +121,20 @@ def _replaced_later(spec_db: np.ndarray) -> float:
     return 0.0
 
 
-def clip_features(task: tuple[str, int, int], shipped: bool) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str]:
+def clip_features(task: tuple[str, int, int], shipped: bool
+                  ) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], str, list[dict]]:
     """``(path, copies, seed)`` → ([clean vector, augmented vectors...], {view: their spectrogram-network
-    inputs}, error). ``shipped``: the clip's logits come from the shipped networks (a test clip, or a training
-    clip of a speaker no network heard); the others get fold-network logits later."""
+    inputs}, error, [what each copy had mixed in: ``augment.random_copy``'s record]). ``shipped``: the clip's
+    logits come from the shipped networks (a test clip, or a training clip of a speaker no network heard); the
+    others get fold-network logits later."""
     from singtalk import features, spectro
 
-    analysed, error = analysed_copies(task)
+    added: list[dict] = []
+    analysed, error = analysed_copies(task, added=added)
     nets = None if shipped else {view: _replaced_later for view in spectro.VIEWS}
     return ([features.pool(f, nets=nets) for f in analysed],
             {view: [features.spectro_input(f, view=view).astype(np.float16) for f in analysed]
-             for view in spectro.VIEWS}, error)
+             for view in spectro.VIEWS}, error, added)
 
 
 def extract_cached(tasks: list, shipped: np.ndarray, backgrounds: list[str], jobs: int, cache_dir: Path | None) -> list:
@@ -135,7 +145,8 @@ def extract_cached(tasks: list, shipped: np.ndarray, backgrounds: list[str], job
 
     from singtalk.features import FEATURE_VERSION
 
-    key = hashlib.sha256(json.dumps([tasks, shipped.tolist(), backgrounds, augment.DESCRIPTION, FEATURE_VERSION],
+    key = hashlib.sha256(json.dumps([tasks, shipped.tolist(), backgrounds, augment.DESCRIPTION, FEATURE_VERSION,
+                                     "with what each copy had added"],
                                     default=str).encode()).hexdigest()[:16]
     path = cache_dir / f"features-{key}.pkl" if cache_dir else None
     if path and path.is_file():
@@ -368,6 +379,21 @@ def voiced(train: pd.DataFrame) -> pd.DataFrame:
     return train[train["label"].isin(VOICED)]
 
 
+JUDGE_COPIES = {"all": {}, "moderate": {"background": 0.0, "noise": 10.0}}
+"""Which augmented copies the judge learns from, as the lowest SNR (dB) of what a copy had mixed in
+(``augment.random_copy``'s record): ``all``; ``moderate``, the ranges of the build before the louder noise
+(backgrounds from 0 dB, white or pink noise from 10 dB). The voice gate always learns from every copy."""
+
+
+def for_the_judge(train: pd.DataFrame, copies: str) -> pd.DataFrame:
+    """``train`` without the augmented copies louder than :data:`JUDGE_COPIES` ``[copies]`` allows."""
+    floors = JUDGE_COPIES[copies]
+    if not floors or "added" not in train:
+        return train
+    floor = train["added"].map(floors).fillna(-np.inf).to_numpy()
+    return train[~(train["added_snr_db"].to_numpy() < floor)]
+
+
 GATES = ("linear", "mlp")
 """The voice gate g (voice against :data:`labels.NO_VOICE`): ``linear``, class-balanced logistic regression on
 every standardised feature; ``mlp``, one hidden ReLU layer of :data:`GATE_UNITS` (scikit-learn, L2
@@ -450,9 +476,10 @@ def logit_sum_model(scaler, names: list[str], train_config, gate=None):
 
 def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, head: str = "stack",
         C: float = LINEAR_C, l_features: str = "dynamic", judge_weight: float = JUDGE_WEIGHT, gate: str = "linear",
-        gate_offset: float = GATE_OFFSET):
+        gate_offset: float = GATE_OFFSET, judge_copies: str = "all"):
     """Scaler + model (``C``, ``l_features``, ``judge_weight``: L's regularisation and features and the contour
-    logit's weight in J, for the ``max`` and ``linear`` heads; ``gate``: :data:`GATES`). With no-voice rows in
+    logit's weight in J, for the ``max`` and ``linear`` heads; ``gate``: :data:`GATES`; ``judge_copies``: the
+    augmented copies the judge learns from, :data:`JUDGE_COPIES`; the gate learns from all). With no-voice rows in
     ``train`` the model has the three :data:`CLASSES` (the judge behind the voice gate; ``stack``: one
     three-class MLP), else singing and talking. With ``ensemble`` > 1, that many seeds (seed, seed+1, ...)
     averaged into one model (``model.average_models``); the result's history and epochs are the first member's."""
@@ -466,17 +493,18 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
     scaler = MinMaxScaling(names, feature_version=FEATURE_VERSION).fit(train[names].to_numpy())
     three = (train["label"] == labels.NO_VOICE).any()
     classes = list(CLASSES if three else VOICED)
+    judge_train = for_the_judge(train, judge_copies)
     if head in ("max", "logit-sum", "linear", "learned"):
         from singtalk.model import TrainResult
 
         gate_net = gate_units(train, scaler, names, gate, seed=train_config.seed, offset=gate_offset) if three else None
         build = {"max": max_model, "linear": linear_model, "learned": learned_model}.get(head)
         model = (logit_sum_model(scaler, names, train_config, gate_net) if build is None
-                 else build(train, scaler, names, train_config, C=C, l_features=l_features, judge_weight=judge_weight,
-                            gate=gate_net))
+                 else build(judge_train, scaler, names, train_config, C=C, l_features=l_features,
+                            judge_weight=judge_weight, gate=gate_net))
         return TrainResult(model=model, history={}, config=train_config, class_names=classes,
                            n_train=len(train)), scaler
-    judged = voiced(train) if three else train
+    judged = voiced(judge_train) if three else judge_train
     X, y = scaler.transform(judged[names].to_numpy()), judged["label"].to_numpy()
     members = [train_model(X, y, list(VOICED), train_config.replace(seed=train_config.seed + k),
                            groups=dataset.speaker_groups(judged)) for k in range(max(1, ensemble))]
@@ -609,7 +637,7 @@ def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
 
     names = list(FEATURE_NAMES)
     rows, failures, inputs = [], [], {view: [] for view in VIEWS}
-    for i, (vectors, clip_inputs, error) in enumerate(outputs):
+    for i, (vectors, clip_inputs, error, added) in enumerate(outputs):
         for view in VIEWS:
             inputs[view] += clip_inputs[view]
         meta = labelled.iloc[i]
@@ -620,7 +648,8 @@ def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
             rows.append({"path": meta["path"], "group": groups[i], "label": meta["label"], "speaker": meta["speaker"],
                          "source": meta["source"], "language": meta["language"],
                          "split": "test" if test_mask[i] else "train", "heard": bool(heard[i]),
-                         "augmented": copy > 0, **dict(zip(names, vector.tolist()))})
+                         "augmented": copy > 0, "added": added[copy].get("kind", ""),
+                         "added_snr_db": added[copy].get("snr_db", np.inf), **dict(zip(names, vector.tolist()))})
     table = pd.DataFrame(rows)
     table["path"] = [relative(p, data_dir) for p in table["path"]]
     fold = table["group"].map(fold_info["fold_of_speaker"])
@@ -633,10 +662,52 @@ def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
     return table, inputs, fold_dirs, fold_info, names
 
 
+def head_args_of(metadata: dict, ensemble: int | None = None) -> tuple:
+    """:func:`fit`'s head arguments as a stored version's metadata names them (``ensemble`` overrides its
+    number of MLPs), so a left-out head is fitted as the served one was."""
+    from singtalk.model import TrainConfig
+
+    config = metadata.get("config", {})
+    train_config = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__})
+    return (train_config, ensemble or int(config.get("ensemble", 1)), config.get("head", "stack"),
+            float(config.get("head_C", LINEAR_C)), config.get("head_L_features", "dynamic"),
+            float(config.get("head_judge_weight", JUDGE_WEIGHT)), config.get("gate", "linear"),
+            float(config.get("gate_offset", GATE_OFFSET)), config.get("judge_copies", "all"))
+
+
+def left_out_fits(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: list[str], head_args: tuple,
+                  corpora: list[str] | None = None):
+    """Leave-one-source-out: for each corpus C of ``table`` (:func:`prepare`'s; ``corpora``, default all, by
+    ``dataset.corpus_of``) yield ``(C, table_C, result, scaler)``: ``table_C`` with every CNN logit from the
+    networks trained without C (``<fold_dirs[view]>/without_C.npz``; no network heard a corpus the CNNs'
+    folds do not hold, whose rows keep the shipped networks' logits), and the head :func:`fit` (``head_args``)
+    on every other corpus's clean rows and training-split copies. A corpus the CNNs heard whose left-out
+    networks are missing is skipped with a message, and so is one that leaves fewer than two labels."""
+    from singtalk.spectro import VIEWS, SpectroNet
+
+    table = table.assign(corpus=[dataset.corpus_of(s) for s in table["source"]])
+    heard = set(table["corpus"][table["heard"]])
+    for corpus in corpora or sorted(table["corpus"].unique()):
+        net_paths = {view: Path(fold_dirs[view]) / f"without_{corpus}.npz" for view in VIEWS}
+        missing = [str(path) for path in net_paths.values() if not path.is_file()]
+        if missing and corpus in heard:
+            print(f"  without {corpus}: {', '.join(missing)} missing (train_spectro.py --no-loso?); skipped",
+                  flush=True)
+            continue
+        table_c = table.copy()
+        if not missing:
+            for view, path in net_paths.items():
+                set_spectro_logits(table_c, inputs[view], np.arange(len(table_c)), SpectroNet.load(path), view)
+        train_c = table_c[(table_c["corpus"] != corpus) & ((table_c["split"] == "train") | ~table_c["augmented"])]
+        if train_c["label"].nunique() < 2:
+            continue
+        result, scaler = fit(train_c.reset_index(drop=True), names, *head_args)
+        yield corpus, table_c, result, scaler
+
+
 def main(argv: list[str] | None = None) -> int:
     from singtalk.features import FEATURE_VERSION
     from singtalk.model import TrainConfig
-    from singtalk.spectro import VIEWS, SpectroNet
     from singtalk.registry import ModelStore, make_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -660,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the voice gate before the judge (see GATES)")
     parser.add_argument("--gate-offset", type=float, default=GATE_OFFSET,
                         help="added to the gate's logit; below 0 doubtful sounds lean to no voice (see GATE_OFFSET)")
+    parser.add_argument("--judge-copies", choices=sorted(JUDGE_COPIES), default="all",
+                        help="the augmented copies the singing/talking judge learns from (see JUDGE_COPIES)")
     parser.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
                         help="augmented copies get synthetic noise only, not the training split's no-voice clips")
     parser.add_argument("--split", default=str(SPLIT_FILE), help="speaker groups' sides (see SPLIT_FILE)")
@@ -677,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
                                imbalance="class_weight", seed=args.seed)
 
     head_args = (train_config, args.ensemble, args.head, args.C, args.l_features, args.judge_weight, args.gate,
-                 args.gate_offset)
+                 args.gate_offset, args.judge_copies)
     result, scaler = fit(train_all, names, *head_args)
     test_metrics = evaluate(result, scaler, test, names)
     holdout = evaluate(result, scaler, test[test["source"] == HOLDOUT_SOURCE], names)
@@ -687,27 +760,9 @@ def main(argv: list[str] | None = None) -> int:
 
     loso = {}
     if not args.no_loso:
-        table["corpus"] = [dataset.corpus_of(s) for s in table["source"]]
-        heard_corpora = set(table["corpus"][table["heard"]])
-        for source in sorted(table["corpus"].unique()):  # a corpus at a time (dataset.corpus_of)
-            net_paths = {view: fold_dirs[view] / f"without_{source}.npz" for view in VIEWS}
-            missing = [str(path) for path in net_paths.values() if not path.is_file()]
-            if missing and source in heard_corpora:
-                print(f"  without {source}: {', '.join(missing)} missing (train_spectro.py --no-loso?); skipped",
-                      flush=True)
-                continue
-            table_s = table.copy()  # every logit from networks that never heard this source
-            if not missing:
-                for view, path in net_paths.items():
-                    set_spectro_logits(table_s, inputs[view], np.arange(len(table_s)), SpectroNet.load(path), view)
-            # else: no network heard the corpus; its rows already carry the shipped networks' logits
-            clean = table_s[~table_s["augmented"]]
-            train_s = table_s[(table_s["corpus"] != source)]
-            train_s = train_s[(train_s["split"] == "train") | ~train_s["augmented"]]  # all clean rows + train augs
-            if train_s["label"].nunique() < 2:
-                continue
-            res_s, scaler_s = fit(train_s.reset_index(drop=True), names, *head_args)
-            loso[source] = evaluate(res_s, scaler_s, clean[clean["corpus"] == source], names)
+        for source, table_s, res_s, scaler_s in left_out_fits(table, inputs, fold_dirs, names, head_args):
+            held = table_s[~table_s["augmented"] & (table_s["corpus"] == source)]
+            loso[source] = evaluate(res_s, scaler_s, held, names)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         keep = ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "labels", "voiced_n", "voiced_accuracy",
                 "voiced_balanced", "voiced_as_no_voice", "no_voice_n", "no_voice_recall", "no_voice_recall_music",
@@ -725,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
         "split": f"{Path(args.split).name}: no speaker/actor/singer in both (dataset.split_keeping)",
         "cnn_logits": "training rows of speakers the fold networks heard: their out-of-fold network; every other "
                       "row (test, and speakers added since the CNNs were trained): the shipped networks",
-        "augmentation": f"{args.copies} copies per training clip; {augment.DESCRIPTION}",
+        "augmentation": f"{args.copies} copies per training clip; {augment.DESCRIPTION}; the singing/talking "
+                        f"judge learns from {args.judge_copies} copies ({JUDGE_COPIES[args.judge_copies] or 'any SNR'})",
         "failures": failures,
     }
     store = ModelStore(args.models)
@@ -739,7 +795,8 @@ def main(argv: list[str] | None = None) -> int:
         metadata["config"]["head_L_features"] = args.l_features
         metadata["config"]["head_judge_weight"] = args.judge_weight
     if labels.NO_VOICE in result.class_names:
-        metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=args.gate_offset)
+        metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=args.gate_offset,
+                                  judge_copies=args.judge_copies)
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
 
     tables_dir = Path(args.models) / "tables"

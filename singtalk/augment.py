@@ -346,14 +346,17 @@ def _device(y: np.ndarray, rng: np.random.Generator, sr: int, resample: bool) ->
 
 
 def random_copy(y: np.ndarray, rng: np.random.Generator, sr: int, *, resample: bool = False,
-                backgrounds: Sequence[np.ndarray] | None = None) -> np.ndarray:
+                backgrounds: Sequence[np.ndarray] | None = None, added: dict | None = None) -> np.ndarray:
     """One randomly altered copy of ``y`` (see :data:`DESCRIPTION`), float32, peak ≤ 1.
 
     ``resample`` marks the every-second copy (speed change, MP3). ``backgrounds``: real no-voice
-    recordings (mono float arrays at ``sr``, training split only) to mix in. The result has
-    ``y``'s length unless the speed change or the crop changed it. Deterministic for a given
-    ``rng`` state.
+    recordings (mono float arrays at ``sr``, training split only) to mix in. ``added``, when given, is
+    filled with what was mixed in: ``kind`` ("background", "noise" or "") and ``snr_db`` (inf for
+    nothing). The result has ``y``'s length unless the speed change or the crop changed it.
+    Deterministic for a given ``rng`` state.
     """
+    added = {} if added is None else added
+    added.update(kind="", snr_db=float("inf"))
     y = np.asarray(y, dtype=np.float64)
     if resample:
         y = speed(y, rng.uniform(0.84, 1.19), sr).astype(np.float64)
@@ -365,9 +368,13 @@ def random_copy(y: np.ndarray, rng: np.random.Generator, sr: int, *, resample: b
     if rng.random() < 0.5:
         y = in_room(y, rng, sr)
     if backgrounds is not None and len(backgrounds) and rng.random() < 0.5:
-        y = with_background(y, rng, backgrounds[int(rng.integers(len(backgrounds)))], rng.uniform(*BACKGROUND_SNR_DB))
+        background = backgrounds[int(rng.integers(len(backgrounds)))]
+        added.update(kind="background", snr_db=rng.uniform(*BACKGROUND_SNR_DB))
+        y = with_background(y, rng, background, added["snr_db"])
     elif rng.random() < 0.7:
-        y = at_snr(y, noise(rng, y.size), rng.uniform(*NOISE_SNR_DB))
+        hiss = noise(rng, y.size)
+        added.update(kind="noise", snr_db=rng.uniform(*NOISE_SNR_DB))
+        y = at_snr(y, hiss, added["snr_db"])
     y = _device(y, rng, sr, resample)
     y = y * rng.uniform(0.1, 1.0) / max(np.max(np.abs(y)), 1e-9)
     return y.astype(np.float32)

@@ -82,8 +82,11 @@ class Classifier:
     Thread-safe as far as the model is: Keras inference on a built model is.
     """
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, *, nets=None):
+        """``nets``: {view: network} in place of the shipped spectrogram networks (``spectro.default_net``),
+        for a model whose CNN logits came from others (``scripts/robustness.py --left-out``)."""
         self.loaded = loaded
+        self.nets = nets
         self.class_names: list[str] = list(loaded.class_names)
         self.version: str = getattr(loaded, "version", "") or ""
 
@@ -174,7 +177,7 @@ class Classifier:
             stage("features")
         sounding = audio.prepare(y).size / audio.SAMPLE_RATE
         duration = y.size / audio.SAMPLE_RATE
-        spans, X, ok, clip = self._windows(y, window_s=window_s, hop_s=hop_s)
+        spans, X, ok, clip = self._windows(y, window_s=window_s, hop_s=hop_s, nets=self.nets)
         if stage:
             stage("predict")
         if duration <= WHOLE_CLIP_MAX_S:
@@ -226,8 +229,9 @@ class Classifier:
 
     # -- helpers ------------------------------------------------------------
     @staticmethod
-    def _windows(y: np.ndarray, *, window_s: float, hop_s: float):
-        """Window spans (s), raw window features, usable-mask and the whole clip's features (short audio only).
+    def _windows(y: np.ndarray, *, window_s: float, hop_s: float, nets=None):
+        """Window spans (s), raw window features, usable-mask and the whole clip's features (short audio only),
+        with the spectrogram networks ``nets`` (default: the shipped ones).
 
         Short audio is analysed once for both; long audio segment by segment to bound memory.
         """
@@ -238,15 +242,16 @@ class Classifier:
         extra = int(max(0.0, window_s - hop_s) * sr)
         if y.size <= seg + extra:
             frames = features.analyse(y, sr)
-            spans, X, ok = features.extract_windows(frames, window_s=window_s, hop_s=hop_s)
-            clip = features.pool(frames) if y.size <= WHOLE_CLIP_MAX_S * sr else None
+            spans, X, ok = features.extract_windows(frames, window_s=window_s, hop_s=hop_s, nets=nets)
+            clip = features.pool(frames, nets=nets) if y.size <= WHOLE_CLIP_MAX_S * sr else None
             return spans, X, ok, clip
         spans, rows, oks = [], [], []
         for start in range(0, y.size, seg):
             part = y[start:start + seg + extra]
             if part.size < int(0.5 * sr):
                 break
-            s, X, ok = features.extract_windows(features.analyse(part, sr), window_s=window_s, hop_s=hop_s)
+            s, X, ok = features.extract_windows(features.analyse(part, sr), window_s=window_s, hop_s=hop_s,
+                                                nets=nets)
             keep = s[:, 0] < SEGMENT_S - 1e-6 if start + seg < y.size else np.ones(len(s), dtype=bool)
             spans.append(s[keep] + start / sr)
             rows.append(X[keep])

@@ -210,6 +210,21 @@ def test_random_copy_with_rooms_devices_and_backgrounds(seconds):
     assert 1 <= sum(share_at_1khz(c) > 0.01 for c in copies) <= 8
 
 
+def test_random_copy_says_what_it_mixed_in_without_changing_the_copy():
+    y = tone(220.0, seconds=2.0)
+    kinds = set()
+    for seed in range(24):
+        added: dict = {}
+        a = augment.random_copy(y, np.random.default_rng(seed), SR, backgrounds=backgrounds(), added=added)
+        b = augment.random_copy(y, np.random.default_rng(seed), SR, backgrounds=backgrounds())
+        assert np.array_equal(a, b)  # recording draws nothing from the generator
+        kinds.add(added["kind"])
+        low, high = {"background": augment.BACKGROUND_SNR_DB, "noise": augment.NOISE_SNR_DB,
+                     "": (np.inf, np.inf)}[added["kind"]]
+        assert low <= added["snr_db"] <= high
+    assert kinds == {"", "background", "noise"}
+
+
 def test_random_copy_is_fast_enough_for_training():
     """A bound, not a benchmark: ~7000 copies on 2 cores must stay minutes, not hours."""
     import time

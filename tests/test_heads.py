@@ -226,6 +226,22 @@ def test_gated_mlp_is_the_judges_mean_logit_behind_the_gate(three_labelled):
     assert np.abs(predict_proba(copy, X) - p).max() > 1e-3
 
 
+def test_the_judge_can_leave_out_the_loudest_copies_and_the_gate_still_learns_from_them(three_labelled):
+    """``--judge-copies moderate``: voiced copies under a loud background or hiss train the gate, not the judge."""
+    frame = three_labelled.copy()
+    kinds = np.array(["", "background", "noise"])[np.arange(len(frame)) % 3]
+    frame["added"] = kinds
+    frame["added_snr_db"] = np.where(kinds == "", np.inf, np.linspace(-3.0, 35.0, len(frame)))
+    assert train_default.for_the_judge(frame, "all") is frame
+    kept = train_default.for_the_judge(frame, "moderate")
+    floors = train_default.JUDGE_COPIES["moderate"]
+    loud = np.array([snr < floors.get(kind, -np.inf) for kind, snr in zip(kinds, frame["added_snr_db"])])
+    assert 0 < loud.sum() < len(frame) and len(kept) == len(frame) - loud.sum()
+    assert (kept["added"] == "").sum() == (kinds == "").sum()  # clean rows all stay
+    assert (kept.loc[kept["added"] == "background", "added_snr_db"] >= floors["background"]).all()
+    assert (kept.loc[kept["added"] == "noise", "added_snr_db"] >= floors["noise"]).all()
+
+
 def test_shipped_model_answers_three_classes_and_reproduces_its_figures():
     """The model in models/ answers singing, talking or no voice (the judge behind the gate, as its metadata
     says), and its shipped test table gives back the test-split figures its metadata records (the table's

@@ -163,3 +163,44 @@ def test_reverberant_speech_and_instrumental_through_the_cli(corpus, tmp_path):
     answers = pd.read_csv(out, keep_default_na=False).set_index("path")["label"]
     assert answers[str(files["speech"])] == labels.TALKING, (speech.key, answers.to_dict())
     assert answers[str(files["music"])] == labels.NO_VOICE, (music.key, answers.to_dict())
+
+
+def test_left_out_mode_answers_each_corpus_by_its_own_head_and_networks(corpus, tmp_path):
+    """``--left-out``: each corpus's clips, from both sides of the split, go to the head kept for that corpus
+    (``scripts/left_out_heads.py``'s index) with the spectrogram networks trained without it. Here the kept
+    "heads" are the shipped model itself, so the answers must be the shipped classifier's with RAVDESS's
+    left-out networks for RAVDESS clips and with the shipped networks for OLPC's (no network heard OLPC)."""
+    import shutil
+
+    import left_out_heads
+
+    from singtalk.classify import Classifier
+
+    store = ModelStore(SHIPPED)
+    version = store.current_version()
+    heads = left_out_heads.store_dir(version, tmp_path)
+    shutil.copytree(SHIPPED / "versions" / version, heads / "versions" / version)
+    (heads / left_out_heads.INDEX).write_text(json.dumps({"ravdess": {"version": version, "nets": "ravdess"},
+                                                          "olpc": {"version": version, "nets": ""}}))
+    out = tmp_path / "r.json"
+    assert robustness.main(["--data", str(corpus), "--models", str(SHIPPED), "--left-out", "--heads", str(tmp_path),
+                            "--sources", "ravdess,olpc", "--limit", "1", "--conditions", "hall", "--jobs", "1",
+                            "--json", str(out), "--markdown", str(tmp_path / "r.md")]) == 0
+    data = json.loads(out.read_text())
+    assert data["left_out"] and sorted(data["by_corpus"]) == ["olpc", "ravdess"]
+    assert list(data["by_corpus"]["ravdess"]) == ["clean", "hall"]
+    every = robustness.corpus_clips(corpus, train_default.SPLIT_FILE).set_index("key")
+    loaded = store.load(version)
+    for clip in data["clips"]:
+        row = every.loc[clip["path"]]
+        nets = left_out_heads.nets_of("ravdess" if row["corpus"] == "ravdess" else "")
+        expected = Classifier(loaded, nets=nets).classify(dataset.decode_clip(row["path"]))
+        for name, p in expected.probabilities.items():
+            assert clip["clean"][labels.probability_column(name)] == pytest.approx(p, abs=2e-3), clip["path"]
+    ravdess = [c for c in data["clips"] if every.loc[c["path"], "corpus"] == "ravdess" and not c["clean"]["error"]]
+    shipped = Classifier(loaded)
+    assert any(abs(c["clean"][labels.probability_column(labels.SINGING)]
+                   - shipped.classify(dataset.decode_clip(every.loc[c["path"], "path"])).probabilities[labels.SINGING])
+               > 1e-3 for c in ravdess)  # the left-out networks were used
+    table = (tmp_path / "r.md").read_text()
+    assert "Per corpus left out" in table and "| ravdess |" in table and "| olpc |" in table
