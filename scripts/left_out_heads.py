@@ -36,18 +36,33 @@ def nets_of(corpus: str):
     return {view: SpectroNet.load(T.SPECTRO_FOLDS / view / f"without_{corpus}.npz") for view in VIEWS}
 
 
-def left_out_heads(loaded, corpora: list[str], *, data_dir: Path | None = None, jobs: int = 2,
-                   cache: str = "var/cache", root: Path = LEFT_OUT_DIR) -> dict[str, dict]:
-    """{corpus: {"version", "nets"}} for every corpus of ``corpora`` (see the module docstring), fitting and
-    saving the heads that ``root/<loaded.version>/`` does not hold yet."""
-    import train_default as T
-
+def keep(version: str, config: dict, corpus: str, result, scaler, names: list[str], *, heard: bool,
+         root: Path = LEFT_OUT_DIR) -> str:
+    """Save the head ``result`` (with ``scaler``) fitted without ``corpus`` for ``version`` and index it;
+    ``heard``: the served model's spectrogram networks heard the corpus (its left-out networks are used)."""
     from singtalk import atomic
     from singtalk.features import FEATURE_VERSION
     from singtalk.registry import ModelStore, make_metadata
 
-    folder = store_dir(loaded.version, root)
+    folder = store_dir(version, root)
     index_path = folder / INDEX
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=result.class_names,
+                             config=config, trained_on={"left_out": corpus, "as": version}, parent=version)
+    kept = ModelStore(folder).save(result.model, scaler, metadata, promote=False, suffix=f"without-{corpus}",
+                                   note=f"{version} without {corpus}")
+    index[corpus] = {"version": kept, "nets": corpus if heard else ""}
+    atomic.write_json(index_path, index)
+    return kept
+
+
+def left_out_heads(loaded, corpora: list[str], *, data_dir: Path | None = None, jobs: int = 2,
+                   cache: str = "var/cache", root: Path = LEFT_OUT_DIR) -> dict[str, dict]:
+    """{corpus: {"version", "nets"}} for every corpus of ``corpora`` (see the module docstring), fitting and
+    keeping (:func:`keep`) the heads that ``root/<loaded.version>/`` does not hold yet."""
+    import train_default as T
+
+    index_path = store_dir(loaded.version, root) / INDEX
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     missing = [c for c in corpora if c not in index]
     if missing:
@@ -58,15 +73,10 @@ def left_out_heads(loaded, corpora: list[str], *, data_dir: Path | None = None, 
         if names != list(loaded.feature_names):
             raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
         heard = {T.dataset.corpus_of(s) for s in table["source"][table["heard"]]}
-        store = ModelStore(folder)
         for corpus, _, result, scaler in T.left_out_fits(table, inputs, fold_dirs, names,
                                                          T.head_args_of(loaded.metadata), missing):
-            metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names,
-                                     class_names=result.class_names, config=loaded.metadata.get("config", {}),
-                                     trained_on={"left_out": corpus, "as": loaded.version}, parent=loaded.version)
-            version = store.save(result.model, scaler, metadata, promote=False, suffix=f"without-{corpus}",
-                                 note=f"{loaded.version} without {corpus}")
-            index[corpus] = {"version": version, "nets": corpus if corpus in heard else ""}
-            atomic.write_json(index_path, index)
-            print(f"  head without {corpus}: {version}", flush=True)
+            kept = keep(loaded.version, loaded.metadata.get("config", {}), corpus, result, scaler, names,
+                        heard=corpus in heard, root=root)
+            print(f"  head without {corpus}: {kept}", flush=True)
+        index = json.loads(index_path.read_text()) if index_path.is_file() else {}
     return {c: index[c] for c in corpora if c in index}

@@ -3,8 +3,15 @@
 
     .venv/bin/python scripts/robustness.py [--models models] [--version V] [--sources a,b] [--limit N]
                                            [--conditions a,b] [--jobs 2] [--json OUT] [--markdown OUT]
+                                           [--left-out [--heads var/left-out] [--cache var/cache]]
 
-This is the command behind the robustness table of the model card (``docs/robustness.md``).
+This is the command behind the robustness tables of the model card (``docs/robustness.md``).
+
+``--left-out`` measures generalisation instead (issue 30's targets): every corpus's clips, from both sides of
+the split, each answered by the served version's head refitted without that corpus, whose CNN logits come from
+the spectrogram networks trained without it (``scripts/left_out_heads.py``, which fits the missing heads from
+``train_default.py``'s feature cache and keeps them in ``var/left-out/<version>/``); ``--limit N`` then keeps N
+clips per class and corpus. The report adds a table per corpus (``by_corpus``).
 
 Clips: the test side of ``models/split.json`` (``train_default.labelled_corpus`` +
 ``train_default.corpus_split``: no speaker of them was trained on) — singing, talking and

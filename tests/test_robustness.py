@@ -204,3 +204,29 @@ def test_left_out_mode_answers_each_corpus_by_its_own_head_and_networks(corpus, 
                > 1e-3 for c in ravdess)  # the left-out networks were used
     table = (tmp_path / "r.md").read_text()
     assert "Per corpus left out" in table and "| ravdess |" in table and "| olpc |" in table
+
+
+def test_a_kept_left_out_head_is_indexed_and_loads_as_it_was_saved(tmp_path):
+    """``left_out_heads.keep`` (what ``train_default.py`` calls for each head of its leave-one-source-out run)
+    writes a loadable version, never promoted, and indexes it with the networks it needs."""
+    import left_out_heads
+
+    from singtalk.model import TrainResult
+
+    store = ModelStore(SHIPPED)
+    loaded = store.load(store.current_version())
+    result = TrainResult(model=loaded.model, history={}, config=None, class_names=list(loaded.class_names),
+                         n_train=0)
+    kept = left_out_heads.keep("v1", {"head": "stack"}, "ravdess", result, loaded.scaler, list(loaded.feature_names),
+                               heard=True, root=tmp_path)
+    again = left_out_heads.keep("v1", {"head": "stack"}, "olpc", result, loaded.scaler, list(loaded.feature_names),
+                                heard=False, root=tmp_path)
+    index = json.loads((tmp_path / "v1" / left_out_heads.INDEX).read_text())
+    assert index == {"ravdess": {"version": kept, "nets": "ravdess"}, "olpc": {"version": again, "nets": ""}}
+    heads = ModelStore(tmp_path / "v1")
+    assert heads.current_version() is None and kept.endswith("without-ravdess")
+    low, high = loaded.scaler.min_, loaded.scaler.max_
+    raw = low + np.random.default_rng(0).uniform(0, 1, (4, low.size)) * (high - low)
+    reloaded = heads.load(kept)
+    assert reloaded.metadata["trained_on"] == {"left_out": "ravdess", "as": "v1"}
+    np.testing.assert_allclose(reloaded.predict_proba(raw), loaded.predict_proba(raw), atol=1e-5)
