@@ -123,7 +123,7 @@ def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cac
     if names != list(loaded.feature_names):
         raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
     answers = []
-    for corpus, t, result, scaler in T.left_out_fits(table, inputs, fold_dirs, names,
+    for corpus, t, result, scaler, _ in T.left_out_fits(table, inputs, fold_dirs, names,
                                                      T.head_args_of(loaded.metadata, ensemble), corpora):
         held = t[(t["corpus"] == corpus) & ~t["augmented"] & t["label"].isin(loaded.class_names)]
         if list(result.class_names) != list(loaded.class_names):

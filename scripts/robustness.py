@@ -9,8 +9,8 @@ This is the command behind the robustness tables of the model card (``docs/robus
 
 ``--left-out`` measures generalisation instead (issue 30's targets): every corpus's clips, from both sides of
 the split, each answered by the served version's head refitted without that corpus, whose CNN logits come from
-the spectrogram networks trained without it (``scripts/left_out_heads.py``, which fits the missing heads from
-``train_default.py``'s feature cache and keeps them in ``var/left-out/<version>/``); ``--limit N`` then keeps N
+the spectrogram networks trained without it (:func:`left_out_models`: kept by ``train_default.py`` in
+``var/left-out/<version>/``, ``scripts/left_out_store.py``; the missing ones are fitted from its feature cache); ``--limit N`` then keeps N
 clips per class and corpus. The report adds a table per corpus (``by_corpus``).
 
 Clips: the test side of ``models/split.json`` (``train_default.labelled_corpus`` +
@@ -264,18 +264,47 @@ def _init_worker(threads: str | None = None) -> None:
     _WORKER.update(classifiers={}, backgrounds={})
 
 
-def _classifier(model: tuple[str, str, str]):
-    """The classifier of ``model`` = (model store, version, the corpus whose left-out spectrogram networks it
-    reads, or "" for the shipped ones), loaded on first use."""
+def _classifier(model: tuple[str, str, tuple]):
+    """The classifier of ``model`` = (model store, version, ((view, path of its spectrogram network), ...): empty
+    for the shipped ones), loaded on first use."""
     if model not in _WORKER.setdefault("classifiers", {}):
-        import left_out_heads
+        import left_out_store
 
         from singtalk.classify import Classifier
         from singtalk.registry import ModelStore
 
         root, version, nets = model
-        _WORKER["classifiers"][model] = Classifier(ModelStore(root).load(version), nets=left_out_heads.nets_of(nets))
+        _WORKER["classifiers"][model] = Classifier(ModelStore(root).load(version),
+                                                   nets=left_out_store.networks(nets))
     return _WORKER["classifiers"][model]
+
+
+def left_out_models(loaded, corpora: list[str], *, data_dir: Path | None = None, jobs: int = 2,
+                    cache: str = "var/cache", root: Path | None = None) -> dict[str, dict]:
+    """{corpus: {"version", "nets"}}: the heads of ``loaded`` refitted without each of ``corpora``, as
+    ``left_out_store`` keeps them; the missing ones are fitted now (``train_default.left_out_fits`` on the
+    training features, from ``cache`` when they were extracted before) and kept."""
+    import argparse
+
+    import left_out_store
+    import train_default as T
+
+    root = Path(root) if root else left_out_store.LEFT_OUT_DIR
+    missing = [c for c in corpora if c not in left_out_store.read_index(loaded.version, root)]
+    if missing:
+        args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
+                                  backgrounds=True, split=str(T.SPLIT_FILE), cache=cache,
+                                  spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
+        table, inputs, fold_dirs, _, names = T.prepare(args)
+        if names != list(loaded.feature_names):
+            raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
+        for corpus, _, result, scaler, nets in T.left_out_fits(table, inputs, fold_dirs, names,
+                                                               T.head_args_of(loaded.metadata), missing):
+            kept = left_out_store.keep(loaded.version, loaded.metadata.get("config", {}), corpus, result, scaler,
+                                       names, nets=nets, root=root)
+            print(f"  head without {corpus}: {kept}", flush=True)
+    index = left_out_store.read_index(loaded.version, root)
+    return {c: index[c] for c in corpora if c in index}
 
 
 def _background(path: str) -> np.ndarray:
@@ -453,7 +482,7 @@ def markdown(report: dict) -> str:
     lines = [
         (f"Model `{report['model']}` ({', '.join(report['class_names'])}); {report['n']} "
          + ("clips of every corpus, both sides of the split, each answered by the head refitted without its corpus "
-            "and the spectrogram networks trained without it (`scripts/left_out_heads.py`)" if report.get("left_out")
+            "and the spectrogram networks trained without it (`scripts/left_out_store.py`)" if report.get("left_out")
             else "test-split clips (speakers never trained on, `models/split.json`)")
          + f": {', '.join(parts)}"
          + (f"; sources {', '.join(report['sources'])}" if report["sources"] else "")
@@ -496,11 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--left-out", action="store_true",
                         help="every corpus's clips (both sides of the split) by the head refitted without that "
-                             "corpus, with the spectrogram networks trained without it (scripts/left_out_heads.py; "
-                             "--limit then counts per class and corpus)")
+                             "corpus, with the spectrogram networks trained without it (kept in var/left-out: "
+                             "scripts/left_out_store.py; --limit then counts per class and corpus)")
     parser.add_argument("--cache", default="var/cache", help="with --left-out: train_default.py's feature cache")
     parser.add_argument("--heads", default=None, help="with --left-out: where the left-out heads are kept "
-                                                      "(default: var/left-out; scripts/left_out_heads.py)")
+                                                      "(default: var/left-out; scripts/left_out_store.py)")
     parser.add_argument("--json", default=None, help="write the scores and every clip's answers here")
     parser.add_argument("--markdown", default=None, help="write the table for docs/robustness.md here")
     args = parser.parse_args(argv)
@@ -529,16 +558,16 @@ def main(argv: list[str] | None = None) -> int:
     except SingtalkError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    models = [(args.models, version, "")] * len(clips)
+    models = [(args.models, version, ())] * len(clips)
     if args.left_out and not clips.empty:
-        import left_out_heads
+        import left_out_store
 
-        heads_root = Path(args.heads) if args.heads else left_out_heads.LEFT_OUT_DIR
-        heads = left_out_heads.left_out_heads(store.load(version), sorted(clips["corpus"].unique()),
-                                              data_dir=data_dir, jobs=args.jobs, cache=args.cache, root=heads_root)
+        heads_root = Path(args.heads) if args.heads else left_out_store.LEFT_OUT_DIR
+        heads = left_out_models(store.load(version), sorted(clips["corpus"].unique()), data_dir=data_dir,
+                                jobs=args.jobs, cache=args.cache, root=heads_root)
         clips = clips[clips["corpus"].isin(list(heads))].reset_index(drop=True)
-        root = str(left_out_heads.store_dir(version, heads_root))
-        models = [(root, heads[c]["version"], heads[c]["nets"]) for c in clips["corpus"]]
+        root = str(left_out_store.store_dir(version, heads_root))
+        models = [(root, heads[c]["version"], tuple(sorted(heads[c]["nets"].items()))) for c in clips["corpus"]]
     if clips.empty:
         print("error: no clips to measure", file=sys.stderr)
         return 2

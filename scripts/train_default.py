@@ -678,9 +678,9 @@ def head_args_of(metadata: dict, ensemble: int | None = None) -> tuple:
 def left_out_fits(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: list[str], head_args: tuple,
                   corpora: list[str] | None = None):
     """Leave-one-source-out: for each corpus C of ``table`` (:func:`prepare`'s; ``corpora``, default all, by
-    ``dataset.corpus_of``) yield ``(C, table_C, result, scaler)``: ``table_C`` with every CNN logit from the
-    networks trained without C (``<fold_dirs[view]>/without_C.npz``; no network heard a corpus the CNNs'
-    folds do not hold, whose rows keep the shipped networks' logits), and the head :func:`fit` (``head_args``)
+    ``dataset.corpus_of``) yield ``(C, table_C, result, scaler, nets)``: ``table_C`` with every CNN logit from
+    the networks trained without C (``nets`` = {view: ``<fold_dirs[view]>/without_C.npz``}; empty for a corpus
+    no network heard, whose rows keep the shipped networks' logits), and the head :func:`fit` (``head_args``)
     on every other corpus's clean rows and training-split copies. A corpus the CNNs heard whose left-out
     networks are missing is skipped with a message, and so is one that leaves fewer than two labels."""
     from singtalk.spectro import VIEWS, SpectroNet
@@ -695,14 +695,14 @@ def left_out_fits(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: lis
                   flush=True)
             continue
         table_c = table.copy()
-        if not missing:
-            for view, path in net_paths.items():
-                set_spectro_logits(table_c, inputs[view], np.arange(len(table_c)), SpectroNet.load(path), view)
+        nets = {} if missing else net_paths
+        for view, path in nets.items():
+            set_spectro_logits(table_c, inputs[view], np.arange(len(table_c)), SpectroNet.load(path), view)
         train_c = table_c[(table_c["corpus"] != corpus) & ((table_c["split"] == "train") | ~table_c["augmented"])]
         if train_c["label"].nunique() < 2:
             continue
         result, scaler = fit(train_c.reset_index(drop=True), names, *head_args)
-        yield corpus, table_c, result, scaler
+        yield corpus, table_c, result, scaler, nets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -760,10 +760,10 @@ def main(argv: list[str] | None = None) -> int:
 
     loso, left_out_heads = {}, {}
     if not args.no_loso:
-        for source, table_s, res_s, scaler_s in left_out_fits(table, inputs, fold_dirs, names, head_args):
+        for source, table_s, res_s, scaler_s, nets_s in left_out_fits(table, inputs, fold_dirs, names, head_args):
             held = table_s[~table_s["augmented"] & (table_s["corpus"] == source)]
             loso[source] = evaluate(res_s, scaler_s, held, names)
-            left_out_heads[source] = (res_s, scaler_s, bool(table_s["heard"][table_s["corpus"] == source].any()))
+            left_out_heads[source] = (res_s, scaler_s, nets_s)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         keep = ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "labels", "voiced_n", "voiced_accuracy",
                 "voiced_balanced", "voiced_as_no_voice", "no_voice_n", "no_voice_recall", "no_voice_recall_music",
@@ -799,11 +799,11 @@ def main(argv: list[str] | None = None) -> int:
         metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=args.gate_offset,
                                   judge_copies=args.judge_copies)
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
-    if left_out_heads:  # kept for scripts/robustness.py --left-out (scripts/left_out_heads.py)
-        import left_out_heads as kept_heads
+    if left_out_heads:  # kept for scripts/robustness.py --left-out
+        import left_out_store
 
-        for source, (res_s, scaler_s, heard_s) in left_out_heads.items():
-            kept_heads.keep(version, metadata["config"], source, res_s, scaler_s, names, heard=heard_s)
+        for source, (res_s, scaler_s, nets_s) in left_out_heads.items():
+            left_out_store.keep(version, metadata["config"], source, res_s, scaler_s, names, nets=nets_s)
 
     tables_dir = Path(args.models) / "tables"
     tables_dir.mkdir(parents=True, exist_ok=True)

@@ -167,21 +167,23 @@ def test_reverberant_speech_and_instrumental_through_the_cli(corpus, tmp_path):
 
 def test_left_out_mode_answers_each_corpus_by_its_own_head_and_networks(corpus, tmp_path):
     """``--left-out``: each corpus's clips, from both sides of the split, go to the head kept for that corpus
-    (``scripts/left_out_heads.py``'s index) with the spectrogram networks trained without it. Here the kept
-    "heads" are the shipped model itself, so the answers must be the shipped classifier's with RAVDESS's
-    left-out networks for RAVDESS clips and with the shipped networks for OLPC's (no network heard OLPC)."""
+    (``scripts/left_out_store.py``'s index) with the spectrogram networks its index names. Here the kept "heads"
+    are the shipped model itself, so the answers must be the shipped classifier's with RAVDESS's left-out
+    networks for RAVDESS clips and with the shipped networks for OLPC's (no network heard OLPC)."""
     import shutil
 
-    import left_out_heads
+    import left_out_store
 
     from singtalk.classify import Classifier
+    from singtalk.spectro import VIEWS
 
     store = ModelStore(SHIPPED)
     version = store.current_version()
-    heads = left_out_heads.store_dir(version, tmp_path)
+    heads = left_out_store.store_dir(version, tmp_path)
     shutil.copytree(SHIPPED / "versions" / version, heads / "versions" / version)
-    (heads / left_out_heads.INDEX).write_text(json.dumps({"ravdess": {"version": version, "nets": "ravdess"},
-                                                          "olpc": {"version": version, "nets": ""}}))
+    without_ravdess = {view: str(train_default.SPECTRO_FOLDS / view / "without_ravdess.npz") for view in VIEWS}
+    (heads / left_out_store.INDEX).write_text(json.dumps({"ravdess": {"version": version, "nets": without_ravdess},
+                                                          "olpc": {"version": version, "nets": {}}}))
     out = tmp_path / "r.json"
     assert robustness.main(["--data", str(corpus), "--models", str(SHIPPED), "--left-out", "--heads", str(tmp_path),
                             "--sources", "ravdess,olpc", "--limit", "1", "--conditions", "hall", "--jobs", "1",
@@ -193,7 +195,7 @@ def test_left_out_mode_answers_each_corpus_by_its_own_head_and_networks(corpus, 
     loaded = store.load(version)
     for clip in data["clips"]:
         row = every.loc[clip["path"]]
-        nets = left_out_heads.nets_of("ravdess" if row["corpus"] == "ravdess" else "")
+        nets = left_out_store.networks(without_ravdess if row["corpus"] == "ravdess" else {})
         expected = Classifier(loaded, nets=nets).classify(dataset.decode_clip(row["path"]))
         for name, p in expected.probabilities.items():
             assert clip["clean"][labels.probability_column(name)] == pytest.approx(p, abs=2e-3), clip["path"]
@@ -207,9 +209,9 @@ def test_left_out_mode_answers_each_corpus_by_its_own_head_and_networks(corpus, 
 
 
 def test_a_kept_left_out_head_is_indexed_and_loads_as_it_was_saved(tmp_path):
-    """``left_out_heads.keep`` (what ``train_default.py`` calls for each head of its leave-one-source-out run)
-    writes a loadable version, never promoted, and indexes it with the networks it needs."""
-    import left_out_heads
+    """``left_out_store.keep`` (what ``train_default.py`` calls for each head of its leave-one-source-out run)
+    writes a loadable version, never promoted, and indexes it with the networks its features need."""
+    import left_out_store
 
     from singtalk.model import TrainResult
 
@@ -217,12 +219,13 @@ def test_a_kept_left_out_head_is_indexed_and_loads_as_it_was_saved(tmp_path):
     loaded = store.load(store.current_version())
     result = TrainResult(model=loaded.model, history={}, config=None, class_names=list(loaded.class_names),
                          n_train=0)
-    kept = left_out_heads.keep("v1", {"head": "stack"}, "ravdess", result, loaded.scaler, list(loaded.feature_names),
-                               heard=True, root=tmp_path)
-    again = left_out_heads.keep("v1", {"head": "stack"}, "olpc", result, loaded.scaler, list(loaded.feature_names),
-                                heard=False, root=tmp_path)
-    index = json.loads((tmp_path / "v1" / left_out_heads.INDEX).read_text())
-    assert index == {"ravdess": {"version": kept, "nets": "ravdess"}, "olpc": {"version": again, "nets": ""}}
+    nets = {"mel": "/x/without_ravdess.npz"}
+    kept = left_out_store.keep("v1", {"head": "stack"}, "ravdess", result, loaded.scaler,
+                               list(loaded.feature_names), nets=nets, root=tmp_path)
+    again = left_out_store.keep("v1", {"head": "stack"}, "olpc", result, loaded.scaler,
+                                list(loaded.feature_names), nets={}, root=tmp_path)
+    assert left_out_store.read_index("v1", tmp_path) == {"ravdess": {"version": kept, "nets": nets},
+                                                         "olpc": {"version": again, "nets": {}}}
     heads = ModelStore(tmp_path / "v1")
     assert heads.current_version() is None and kept.endswith("without-ravdess")
     low, high = loaded.scaler.min_, loaded.scaler.max_
