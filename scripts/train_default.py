@@ -6,6 +6,7 @@
     .venv/bin/python scripts/train_default.py [--models models] [--head stack|max|learned|linear|logit-sum]
                                               [--gate linear|mlp] [--ensemble 3] [--jobs 2] [--copies 2]
                                               [--no-backgrounds] [--no-loso] [--cache var/cache]
+                                              [--judge-copies all|moderate]
 
 Steps: read the manifest's singing, talking and no-voice rows and MIR-1K's backing tracks (no voice,
 ``dataset.backing_tracks``); split by speaker with the committed sides of ``models/split.json``
@@ -25,7 +26,8 @@ L logistic regressions on the hand-crafted features averaged over fits that each
 ``learned``, ``linear``, ``logit-sum``: K, J or S alone. Evaluate on the test split (overall, per source, and
 its RAVDESS part: actors never seen in training; :func:`answer_scores`) and, unless ``--no-loso``,
 leave-one-source-out (train without corpus C, every learnt logit from networks that never heard C; test on C;
-``dataset.corpus_of``).
+``dataset.corpus_of``; :func:`left_out_fits`), keeping those heads in ``var/left-out/<version>/`` for
+``scripts/robustness.py --left-out`` (``scripts/left_out_store.py``).
 
 Writes ``<models>/versions/<ts>/`` + ``CURRENT`` through ``ModelStore.save(promote=True)``
 and ``<models>/tables/``: ``train_features_scaled.csv`` (un-augmented training rows),

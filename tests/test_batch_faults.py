@@ -58,7 +58,13 @@ def _run(*args, **hooks) -> subprocess.CompletedProcess:
 
 def _start(*args, **hooks) -> subprocess.Popen:
     return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(**hooks), cwd=REPO_ROOT)
+                            env=_env(**hooks), cwd=REPO_ROOT, preexec_fn=_takes_ctrl_c)
+
+
+def _takes_ctrl_c() -> None:
+    """Popen's preexec_fn: the child handles SIGINT even when the suite runs as a background job (``cmd &`` in a
+    script ignores SIGINT, and a child inherits that; Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _table(path) -> pd.DataFrame:

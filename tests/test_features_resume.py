@@ -41,11 +41,17 @@ def straight(labelled, tmp_path_factory) -> Path:
     return out
 
 
+def _takes_ctrl_c() -> None:
+    """Popen's preexec_fn: the child handles SIGINT even when the suite runs as a background job (``cmd &`` in a
+    script ignores SIGINT, and a child inherits that; Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _features(labelled: Path, out: Path, *args, start: bool = False, **hooks):
     command = [*FEATURES, str(labelled), "--out", str(out), "--test-size", "0.5", *map(str, args)]
     if start:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**hooks),
-                                cwd=REPO_ROOT)
+                                cwd=REPO_ROOT, preexec_fn=_takes_ctrl_c)
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env(**hooks), cwd=REPO_ROOT)
 
 
