@@ -110,18 +110,11 @@ def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cac
     ensemble and training settings from the version's metadata) and answers C's clean rows. Returns their path,
     corpus, label and one ``p_<class>`` column per class of the model.
     """
-    import argparse
-
     import train_default as T
 
     from singtalk.model import predict_proba
 
-    args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
-                              backgrounds=True, split=str(T.SPLIT_FILE), cache=cache,
-                              spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
-    table, inputs, fold_dirs, _, names = T.prepare(args)
-    if names != list(loaded.feature_names):
-        raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
+    table, inputs, fold_dirs, names = T.features_of(loaded, data_dir=data_dir, jobs=jobs, cache=cache)
     answers = []
     for corpus, t, result, scaler, _ in T.left_out_fits(table, inputs, fold_dirs, names,
                                                      T.head_args_of(loaded.metadata, ensemble), corpora):

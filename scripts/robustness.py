@@ -284,20 +284,13 @@ def left_out_models(loaded, corpora: list[str], *, data_dir: Path | None = None,
     """{corpus: {"version", "nets"}}: the heads of ``loaded`` refitted without each of ``corpora``, as
     ``left_out_store`` keeps them; the missing ones are fitted now (``train_default.left_out_fits`` on the
     training features, from ``cache`` when they were extracted before) and kept."""
-    import argparse
-
     import left_out_store
     import train_default as T
 
     root = Path(root) if root else left_out_store.LEFT_OUT_DIR
     missing = [c for c in corpora if c not in left_out_store.read_index(loaded.version, root)]
     if missing:
-        args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
-                                  backgrounds=True, split=str(T.SPLIT_FILE), cache=cache,
-                                  spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
-        table, inputs, fold_dirs, _, names = T.prepare(args)
-        if names != list(loaded.feature_names):
-            raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
+        table, inputs, fold_dirs, names = T.features_of(loaded, data_dir=data_dir, jobs=jobs, cache=cache)
         for corpus, _, result, scaler, nets in T.left_out_fits(table, inputs, fold_dirs, names,
                                                                T.head_args_of(loaded.metadata), missing):
             kept = left_out_store.keep(loaded.version, loaded.metadata.get("config", {}), corpus, result, scaler,

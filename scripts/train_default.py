@@ -664,6 +664,19 @@ def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
     return table, inputs, fold_dirs, fold_info, names
 
 
+def features_of(loaded, *, data_dir: Path | None = None, jobs: int = 2, cache: str = "var/cache"):
+    """:func:`prepare` with this script's defaults (the recipe of the shipped builds), for measuring a stored
+    version ``loaded`` on its training features: ``(table, inputs, fold_dirs, names)``; from ``cache`` when they
+    were extracted before, else about 10 minutes on 2 cores."""
+    args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
+                              backgrounds=True, split=str(SPLIT_FILE), cache=cache,
+                              spectro_folds=str(SPECTRO_FOLDS / "{view}"))
+    table, inputs, fold_dirs, _, names = prepare(args)
+    if names != list(loaded.feature_names):
+        raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
+    return table, inputs, fold_dirs, names
+
+
 def head_args_of(metadata: dict, ensemble: int | None = None) -> tuple:
     """:func:`fit`'s head arguments as a stored version's metadata names them (``ensemble`` overrides its
     number of MLPs), so a left-out head is fitted as the served one was."""

@@ -43,6 +43,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(p, 0 if t else args.copies, args.seed * 100003 + i)  # the same seeds as train_default
              for i, (p, t) in enumerate(zip(labelled["path"], test_mask))]
     talking = np.flatnonzero(~test_mask & (labelled["label"].to_numpy() == "talking"))
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # spawned, not forked: a caller that has run TensorFlow (the tests) holds threads whose locks a fork copies
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
         outputs = list(pool.map(functools.partial(clip_inputs, view=args.view), tasks, chunksize=8))
         resung = [] if not args.resung else list(pool.map(
             functools.partial(resung_inputs, view=args.view),

@@ -124,9 +124,10 @@ def app_env_for(test_store, work: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def server(browser, test_store, tmp_path_factory):
-    """The app server of this module; records the time to a usable Classify page."""
+    """The app server of this module; records the time to a usable Classify page. It may fetch links from
+    loopback (the link test's media site)."""
     started = time.perf_counter()
-    env = app_env_for(test_store, tmp_path_factory.mktemp("work"))
+    env = dict(app_env_for(test_store, tmp_path_factory.mktemp("work")), SINGTALK_ALLOW_PRIVATE_URLS="1")
     with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
         TIMINGS["server_healthy_s"] = time.perf_counter() - started
         page = browser.new_page()
@@ -368,12 +369,11 @@ def media_site(test_store, folder: Path, delay_s: float):
         httpd.server_close()
 
 
-def test_a_new_link_clears_the_previous_result_at_once(browser, test_store, tmp_path, artifacts_dir):
+def test_a_new_link_clears_the_previous_result_at_once(browser, server, test_store, tmp_path, artifacts_dir):
     """A second link, slow to download: while it downloads, the first link's Prediction is gone (not left
     greyed out under the status); then the second one's answer shows."""
-    env = dict(app_env_for(test_store, tmp_path / "work"), SINGTALK_ALLOW_PRIVATE_URLS="1")
-    with media_site(test_store, tmp_path / "site", delay_s=6.0) as site, \
-            streamlit_server(env, tmp_path / "streamlit_link.log") as url:
+    url = server
+    with media_site(test_store, tmp_path / "site", delay_s=5.0) as site:
         context = browser.new_context(viewport={"width": 1300, "height": 1000})
         page = context.new_page()
         try:
@@ -391,7 +391,7 @@ def test_a_new_link_clears_the_previous_result_at_once(browser, test_store, tmp_
             ready(page)
             submit(f"{site}/spoken.mp4")
             page.get_by_text("Working on").first.wait_for(timeout=10000)
-            page.wait_for_timeout(2000)  # well inside the 6 s the download waits
+            page.wait_for_timeout(2000)  # well inside the 5 s the download waits
             shot(page, artifacts_dir, "browser_link_second")
             assert page.locator('[data-testid="stMetricValue"]').count() == 0, "the first link's result is gone"
             assert page.get_by_text("This is wrong").count() == 0

@@ -54,9 +54,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture()
 def two_nodes(tmp_path):
-    """Head and second node, each slowing every clip by 2 s and tracing which process took which input."""
+    """Head and second node, each slowing every clip by 1 s and tracing which process took which input."""
     port, trace = _free_port(), tmp_path / "trace.txt"
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", SINGTALK_TEST_CLIP_DELAY="2", SINGTALK_TEST_TRACE=str(trace))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", SINGTALK_TEST_CLIP_DELAY="1", SINGTALK_TEST_TRACE=str(trace))
     temp = tempfile.mkdtemp(prefix="st-ray-")  # short: Ray's socket paths must fit in 107 bytes
     head = _ray("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
                 f"--ray-client-server-port={_free_port()}", env=env, log=tmp_path / "head.log")

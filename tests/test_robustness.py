@@ -21,6 +21,7 @@ import robustness  # noqa: E402
 import train_default  # noqa: E402
 
 SHIPPED = REPO_ROOT / "models"
+PER_CLASS = 2
 
 
 def shipped_classes() -> list[str]:
@@ -35,9 +36,9 @@ def three_class_shipped() -> bool:
 
 @pytest.fixture(scope="module")
 def report(corpus, tmp_path_factory):
-    """The script on 3 clips per class of the model (``--limit 3``), in this process."""
+    """The script on :data:`PER_CLASS` clips per class of the model (``--limit``), in this process."""
     out = tmp_path_factory.mktemp("robustness")
-    args = ["--data", str(corpus), "--models", str(SHIPPED), "--limit", "3", "--jobs", "1",
+    args = ["--data", str(corpus), "--models", str(SHIPPED), "--limit", str(PER_CLASS), "--jobs", "1",
             "--json", str(out / "r.json"), "--markdown", str(out / "r.md")]
     assert robustness.main(args) == 0
     return json.loads((out / "r.json").read_text()), (out / "r.md").read_text()
@@ -49,10 +50,10 @@ def test_every_condition_is_measured_and_written(report):
     three = labels.NO_VOICE in classes
     assert list(data["conditions"]) == list(robustness.CONDITIONS)
     assert data["model"] == ModelStore(SHIPPED).current_version() and data["class_names"] == classes
-    assert data["counts"] == {c: 3 if c in classes else 0 for c in labels.CLASSES}
+    assert data["counts"] == {c: PER_CLASS if c in classes else 0 for c in labels.CLASSES}
     assert data["generators"]["pyroomacoustics"] and data["seed"] == robustness.SEED
     for name, scores in data["conditions"].items():
-        assert scores["n"] == 3 * len(classes) and 0 <= scores["failed"] <= scores["n"], name
+        assert scores["n"] == PER_CLASS * len(classes) and 0 <= scores["failed"] <= scores["n"], name
         for metric in robustness.METRICS:
             value = scores[metric]
             if metric in ("voiced_as_no_voice", "recall_no_voice") and not three:
@@ -62,7 +63,7 @@ def test_every_condition_is_measured_and_written(report):
             if scores["delta"][metric] is not None:
                 assert scores["delta"][metric] == pytest.approx(value - data["conditions"]["clean"][metric])
     # every clip has an answer (or the reason it has none) under every condition
-    assert len(data["clips"]) == 3 * len(classes)
+    assert len(data["clips"]) == PER_CLASS * len(classes)
     for clip in data["clips"]:
         for name in robustness.CONDITIONS:
             answer = clip[name]
@@ -107,7 +108,7 @@ def test_the_shipped_model_holds_up_where_it_should(report):
 
 def test_a_clip_gets_the_same_alteration_whatever_the_run(report, corpus, tmp_path):
     """Seeds follow the clip, not its place in the run: ``--limit 1`` in two worker processes answers as the
-    ``--limit 3`` run did in one, background choice included."""
+    ``--limit 2`` run did in one, background choice included."""
     data, _ = report
     conditions = ["hall", "music 0 dB"]
     out = tmp_path / "r.json"
