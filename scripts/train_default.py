@@ -773,12 +773,12 @@ def main(argv: list[str] | None = None) -> int:
                "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)}
     print(f"test split: {short(test_metrics)}   RAVDESS part: {short(holdout)}", flush=True)
 
-    loso, left_out_heads = {}, {}
+    loso, kept_heads = {}, {}
     if not args.no_loso:
         for source, table_s, res_s, scaler_s, nets_s in left_out_fits(table, inputs, fold_dirs, names, head_args):
             held = table_s[~table_s["augmented"] & (table_s["corpus"] == source)]
             loso[source] = evaluate(res_s, scaler_s, held, names)
-            left_out_heads[source] = (res_s, scaler_s, nets_s)
+            kept_heads[source] = (res_s, scaler_s, nets_s)
             print(f"  without {source:18s} → on {source}: {short(loso[source])}", flush=True)
         keep = ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "labels", "voiced_n", "voiced_accuracy",
                 "voiced_balanced", "voiced_as_no_voice", "no_voice_n", "no_voice_recall", "no_voice_recall_music",
@@ -814,10 +814,10 @@ def main(argv: list[str] | None = None) -> int:
         metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=args.gate_offset,
                                   judge_copies=args.judge_copies)
     version = store.save(result.model, scaler, metadata, promote=True, note="shipped default (scripts/train_default.py)")
-    if left_out_heads:  # kept for scripts/robustness.py --left-out
+    if kept_heads:  # for scripts/robustness.py --left-out
         import left_out_store
 
-        for source, (res_s, scaler_s, nets_s) in left_out_heads.items():
+        for source, (res_s, scaler_s, nets_s) in kept_heads.items():
             left_out_store.keep(version, metadata["config"], source, res_s, scaler_s, names, nets=nets_s)
 
     tables_dir = Path(args.models) / "tables"
