@@ -15,6 +15,10 @@ from singtalk.config import data_dir
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
+# The app's model stores are session fixtures: registered here once, not imported into each test module (an
+# imported fixture is a new fixture of that module, and a session-scoped one was then built once per module).
+pytest_plugins = ["tests.app_fixtures"]
+
 
 def corpus_or_fail() -> Path:
     """The corpus folder; in CI its absence fails the test, elsewhere it skips."""

@@ -17,8 +17,8 @@ from singtalk.audio import decode, write_wav
 from singtalk.eda import CLASS_COLOURS
 from singtalk.jobs import runner
 from singtalk.labels import MEANING
-from tests.app_fixtures import (Uploads, app_env, clip_near, copy_store, fake_webrtc_streamer,  # noqa: F401
-                                playing_webrtc_streamer, session_env, test_store, three_class_store, to_wav)
+from tests.app_fixtures import (Uploads, clip_near, copy_store, fake_webrtc_streamer, playing_webrtc_streamer,
+                                session_env, to_wav)
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TIMEOUT = 120

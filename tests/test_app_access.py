@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from singtalk.access import Throttle, hash_password
 from singtalk.config import data_dir
-from tests.app_fixtures import app_env, fake_webrtc_streamer, test_store  # noqa: F401
+from tests.app_fixtures import fake_webrtc_streamer
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 CLASSIFY_HEADER = "Singing, talking, or no voice?"

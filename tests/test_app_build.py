@@ -12,7 +12,7 @@ import streamlit_webrtc
 from singtalk import dataset
 from singtalk.audio import write_wav
 from singtalk.jobs import runner
-from tests.app_fixtures import app_env, fake_webrtc_streamer, test_store  # noqa: F401
+from tests.app_fixtures import fake_webrtc_streamer
 from tests.conftest import spoken_buzz, sung_tone
 from tests.test_app import fresh_app, wait_for_job
 
@@ -45,7 +45,7 @@ def _build(at, folder: Path, out: Path):
     return job
 
 
-def test_a_build_shows_its_pace_and_cancel_keeps_what_is_done(app_env, test_store, labelled_folder,  # noqa: F811
+def test_a_build_shows_its_pace_and_cancel_keeps_what_is_done(app_env, test_store, labelled_folder,
                                                               monkeypatch):
     monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_webrtc_streamer)
     monkeypatch.setenv("SINGTALK_TEST_CLIP_DELAY", "1")  # each file takes a second more: time to look

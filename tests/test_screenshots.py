@@ -1,6 +1,6 @@
-"""The README's two pictures, taken from the real app in Chromium with the shipped model.
+"""The shipped model in the real app in Chromium: the README's two pictures, and No voice for an instrumental.
 
-Every run writes them to ``test-artifacts/`` and checks what they show: the Classify page answering the
+One server serves the shipped model for both. Every run writes them to ``test-artifacts/`` and checks what they show: the Classify page answering the
 band-then-voice example with its segments, and the Review page listing three real mistakes of the shipped
 model (test-split clips it gets wrong). With ``SINGTALK_SCREENSHOTS=docs/img`` the run also replaces the
 committed pictures, reduced to a small palette:
@@ -17,9 +17,9 @@ import pytest
 
 from singtalk import review
 from singtalk.audio import decode, write_wav
-from tests.test_browser import (REPO, SHIPPED, browser, fake_mic, no_exception, prediction,  # noqa: F401
-                                ready, streamlit_server, upload)
-from tests.app_fixtures import test_store  # noqa: F401
+from singtalk.labels import MEANING, NO_VOICE
+from tests.test_browser import (NO_VOICE_CLIP, REPO, SHIPPED, browser, fake_mic, no_exception,  # noqa: F401
+                                prediction, ready, shot, streamlit_server, three_class_shipped, upload)
 
 pytestmark = pytest.mark.browser
 
@@ -56,34 +56,67 @@ def save(page, name: str, artifacts_dir: Path) -> Path:
     return path
 
 
-def test_readme_pictures_of_classify_and_review(browser, corpus, tmp_path, artifacts_dir):  # noqa: F811
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def shipped_server(browser, corpus, tmp_path_factory):
+    """The app on the shipped model, on loopback (the team's pages open), with three mistakes reported."""
+    work = tmp_path_factory.mktemp("shipped-work")
     reported_mistakes(corpus, work)
     env = dict(os.environ, SINGTALK_MODELS=str(SHIPPED), SINGTALK_WORK=str(work), SINGTALK_ICE_SERVERS="[]")
     for key in ("SINGTALK_TEAM_PASSWORD_HASH", "SINGTALK_PUBLIC", "STREAMLIT_SERVER_ADDRESS"):
         env.pop(key, None)
-    with streamlit_server(env, tmp_path / "streamlit_screenshots.log") as url:
-        context = browser.new_context(viewport={"width": 1200, "height": 1300})
-        page = context.new_page()
-        try:
-            page.goto(url)
-            ready(page)
-            upload(page, SONG)
-            assert prediction(page) == "Singing"
-            page.get_by_text("Segments CSV").first.wait_for(timeout=30000)
-            charts = page.locator('[data-testid="stVegaLiteChart"]')
-            charts.nth(1).wait_for(timeout=30000)  # the bars, then the timeline with its segments
-            no_exception(page)
-            save(page, "classify", artifacts_dir)
+    with streamlit_server(env, tmp_path_factory.mktemp("log") / "streamlit_shipped.log") as url:
+        yield url
 
-            page.goto(f"{url}/review")
-            try:
-                for path, *_ in MISTAKES:
-                    page.get_by_text(f"{Path(path).stem}.wav", exact=True).first.wait_for(timeout=30000)
-            except Exception:
-                page.screenshot(path=str(artifacts_dir / "readme_review_failure.png"), full_page=True)
-                raise
-            no_exception(page)
-            save(page, "review", artifacts_dir)
-        finally:
-            context.close()
+
+def test_readme_pictures_of_classify_and_review(browser, shipped_server, artifacts_dir):
+    context = browser.new_context(viewport={"width": 1200, "height": 1300})
+    page = context.new_page()
+    try:
+        page.goto(shipped_server)
+        ready(page)
+        upload(page, SONG)
+        assert prediction(page) == "Singing"
+        page.get_by_text("Segments CSV").first.wait_for(timeout=30000)
+        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        charts.nth(1).wait_for(timeout=30000)  # the bars, then the timeline with its segments
+        no_exception(page)
+        save(page, "classify", artifacts_dir)
+
+        page.goto(f"{shipped_server}/review")
+        try:
+            for path, *_ in MISTAKES:
+                page.get_by_text(f"{Path(path).stem}.wav", exact=True).first.wait_for(timeout=30000)
+        except Exception:
+            page.screenshot(path=str(artifacts_dir / "readme_review_failure.png"), full_page=True)
+            raise
+        no_exception(page)
+        save(page, "review", artifacts_dir)
+    finally:
+        context.close()
+
+
+@pytest.mark.xfail(not three_class_shipped(), strict=True,
+                   reason="the shipped model is two-class until issue 22's three-class model is promoted in models/: "
+                          "it cannot answer No voice. The mark lifts itself once models/CURRENT's metadata lists "
+                          "no_voice.")
+def test_shipped_model_says_no_voice_for_an_instrumental(browser, shipped_server, manifest, artifacts_dir):
+    """The shipped model on a plain no_voice corpus clip: Prediction "No voice", its meaning, its bars."""
+    rows = manifest[manifest["path"] == NO_VOICE_CLIP]
+    if rows.empty:  # the corpus changed: any no_voice clip of 8-15 s
+        pool = manifest[(manifest["label"] == NO_VOICE) & manifest["duration_s"].between(8, 15)]
+        rows = pool.sort_values("path").head(1)
+    clip = Path(rows["abspath"].iloc[0])
+    context = browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(shipped_server)
+        ready(page)
+        upload(page, clip)
+        said = prediction(page)
+        shot(page, artifacts_dir, "browser_no_voice")
+        assert said == "No voice", f"the shipped model said {said} for {clip.name}"
+        page.get_by_text(MEANING[NO_VOICE]).wait_for(timeout=10000)
+        page.get_by_text("Probability of each class").first.wait_for(timeout=10000)
+        no_exception(page)
+    finally:
+        context.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_fixtures import test_store  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 
 
-def test_three_visitors_at_once_are_all_answered_and_the_line_shows(test_store, tmp_path):  # noqa: F811
+def test_three_visitors_at_once_are_all_answered_and_the_line_shows(test_store, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (make setup-test)")
     out = tmp_path / "visitors.json"
