@@ -10,6 +10,7 @@ committed pictures, reduced to a small palette:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -68,14 +69,23 @@ def shipped_server(browser, corpus, tmp_path_factory):
         yield url
 
 
-def test_readme_pictures_of_classify_and_review(browser, shipped_server, artifacts_dir):
-    context = browser.new_context(viewport={"width": 1200, "height": 1300})
+@contextlib.contextmanager
+def answered(browser, url: str, clip: Path, viewport: dict):
+    """A fresh browser context on ``url`` with ``clip`` uploaded; yields the page and its Prediction."""
+    context = browser.new_context(viewport=viewport)
     page = context.new_page()
     try:
-        page.goto(shipped_server)
+        page.goto(url)
         ready(page)
-        upload(page, SONG)
-        assert prediction(page) == "Singing"
+        upload(page, clip)
+        yield page, prediction(page)
+    finally:
+        context.close()
+
+
+def test_readme_pictures_of_classify_and_review(browser, shipped_server, artifacts_dir):
+    with answered(browser, shipped_server, SONG, {"width": 1200, "height": 1300}) as (page, said):
+        assert said == "Singing"
         page.get_by_text("Segments CSV").first.wait_for(timeout=30000)
         charts = page.locator('[data-testid="stVegaLiteChart"]')
         charts.nth(1).wait_for(timeout=30000)  # the bars, then the timeline with its segments
@@ -91,8 +101,6 @@ def test_readme_pictures_of_classify_and_review(browser, shipped_server, artifac
             raise
         no_exception(page)
         save(page, "review", artifacts_dir)
-    finally:
-        context.close()
 
 
 @pytest.mark.xfail(not three_class_shipped(), strict=True,
@@ -106,17 +114,9 @@ def test_shipped_model_says_no_voice_for_an_instrumental(browser, shipped_server
         pool = manifest[(manifest["label"] == NO_VOICE) & manifest["duration_s"].between(8, 15)]
         rows = pool.sort_values("path").head(1)
     clip = Path(rows["abspath"].iloc[0])
-    context = browser.new_context(viewport={"width": 1300, "height": 1000})
-    page = context.new_page()
-    try:
-        page.goto(shipped_server)
-        ready(page)
-        upload(page, clip)
-        said = prediction(page)
+    with answered(browser, shipped_server, clip, {"width": 1300, "height": 1000}) as (page, said):
         shot(page, artifacts_dir, "browser_no_voice")
         assert said == "No voice", f"the shipped model said {said} for {clip.name}"
         page.get_by_text(MEANING[NO_VOICE]).wait_for(timeout=10000)
         page.get_by_text("Probability of each class").first.wait_for(timeout=10000)
         no_exception(page)
-    finally:
-        context.close()
