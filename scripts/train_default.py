@@ -201,14 +201,15 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 
 
 # -- training and evaluation ----------------------------------------------------
-HEADS = ("max", "logit-sum", "linear", "learned", "stack")
+HEADS = ("max", "logit-sum", "linear", "learned", "stack", "mean")
 """The singing/talking judge m. ``stack`` (the default since 2026-12, chosen on the grown corpus: docs/model.md):
 the mean logit of ``--ensemble`` MLPs trained on all 161 features of the voiced rows. ``max`` (st-8's): m =
 max(J, S), S the sum of the three networks' logits, J = L + :data:`JUDGE_WEIGHT` × the contour network's logit,
 L strongly regularised logistic regressions on the hand-crafted features, averaged over fits that each leave
 one corpus out: singing when either says so. ``logit-sum``: S alone; ``linear``: J alone; ``learned``: K, L's
-fits over the logits too. With no-voice rows the judge sits behind the voice gate (:data:`GATES`). All are Keras
-models over the scaled features, fine-tuned by retraining like any other."""
+fits over the logits too; ``mean`` (measured, not shipped: docs/model.md): the mean of the ``max`` and ``stack``
+judges' logits. With no-voice rows the judge sits behind the voice gate (:data:`GATES`). All are Keras models
+over the scaled features, fine-tuned by retraining like any other."""
 S_VIEWS = ("mel", "harmonic", "contour")
 """The networks summed into S: all three."""
 JUDGE_VIEWS = ("contour",)
@@ -217,6 +218,8 @@ JUDGE_WEIGHT = 0.25
 """J = L + JUDGE_WEIGHT × the :data:`JUDGE_VIEWS` logits. The contour network, timbre-free, is both a third
 network in S and, at a quarter, a voice in the judge: chosen by speaker cross-validation and leave-one-source-out
 among seven ways to add it (docs/model.md)."""
+MEAN_WEIGHT = 0.5
+"""The ``max`` judge's share of the ``mean`` head's judge logit (the ``stack`` judge has the rest)."""
 LINEAR_C = 0.002
 """Inverse L2 strength of L's logistic regressions (class-balanced, on standardised features)."""
 STATIC_TIMBRE = re.compile(r"(voiced_)?(mfcc\d+|contrast\d+|log2_rolloff|log2_centroid|log10_flatness|zcr)_mean")
@@ -326,13 +329,15 @@ def relu_head(units: list[tuple[np.ndarray, float, float]], n_features: int, tra
     return model
 
 
-def gated_mlp(members: list, gate, n_features: int, train_config):
+def gated_mlp(members: list, gate, n_features: int, train_config, *, units: list = (), units_weight: float = 0.0):
     """The three-class ``stack`` model: the judge m = the mean of the singing-minus-talking logits of
     ``members`` (two-class MLPs from ``model.train``, ReLU layers of equal depth), behind the voice ``gate``
     (:func:`gate_units`), exactly as in :func:`relu_head`: p(no_voice) = sigmoid(−g), p(singing) =
     sigmoid(g)·sigmoid(m), p(talking) = sigmoid(g)·sigmoid(−m). One chain of Dense layers: each hidden layer
     holds every member's units side by side (block-diagonal weights) and the gate's, carried through the later
-    layers by identity ReLU units; then Dense softplus (m, −m, g, −g) and the softmax."""
+    layers by identity ReLU units; then Dense softplus (m, −m, g, −g) and the softmax. With ``units`` (ReLU
+    units [(w, b, sign)] as in :func:`relu_head`, carried like the gate's), m = (1 − ``units_weight``) × the
+    members' mean + ``units_weight`` × Σ sign·ReLU(w·x + b) (the ``mean`` head)."""
     from scipy.linalg import block_diag
 
     from singtalk.model import _make_optimizer, _tf
@@ -343,18 +348,23 @@ def gated_mlp(members: list, gate, n_features: int, train_config):
     if depth < 1 or any(len(st) != depth + 1 for st in stacks):
         raise ValueError("the judges need the same number of hidden layers")
     gate_w, gate_b, gate_v, gate_c = gate
-    n_gate = gate_w.shape[1]
+    carried_w = np.concatenate([np.stack([w for w, _, _ in units], axis=1), gate_w], axis=1) if units else gate_w
+    carried_b = np.concatenate([np.array([b for _, b, _ in units]), gate_b]) if units else gate_b
+    n_units, n_carried = len(units), carried_w.shape[1]
     layers = []
     for i in range(depth):
         if i == 0:
-            w = np.concatenate([st[0][0] for st in stacks] + [gate_w], axis=1)
+            w = np.concatenate([st[0][0] for st in stacks] + [carried_w], axis=1)
         else:
-            w = block_diag(*[st[i][0] for st in stacks], np.eye(n_gate))
-        b = np.concatenate([st[i][1] for st in stacks] + [gate_b if i == 0 else np.zeros(n_gate)])
+            w = block_diag(*[st[i][0] for st in stacks], np.eye(n_carried))
+        b = np.concatenate([st[i][1] for st in stacks] + [carried_b if i == 0 else np.zeros(n_carried)])
         layers.append((f"dense_{i + 1}", "relu", w, b))
     s, t = VOICED.index("singing"), VOICED.index("talking")
-    m_w = np.concatenate([(st[-1][0][:, s] - st[-1][0][:, t]) / len(stacks) for st in stacks])
-    m_b = float(np.mean([st[-1][1][s] - st[-1][1][t] for st in stacks]))
+    share = 1.0 - units_weight if units else 1.0
+    m_w = np.concatenate([share * (st[-1][0][:, s] - st[-1][0][:, t]) / len(stacks) for st in stacks]
+                         + [units_weight * np.array([sign for _, _, sign in units], float)])
+    m_b = share * float(np.mean([st[-1][1][s] - st[-1][1][t] for st in stacks]))
+    n_gate = n_carried - n_units
     pair = np.zeros((m_w.size + n_gate, 4))
     pair[: m_w.size, 0], pair[: m_w.size, 1] = m_w, -m_w
     pair[m_w.size:, 2], pair[m_w.size:, 3] = gate_v, -gate_v
@@ -512,11 +522,15 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
                            groups=dataset.speaker_groups(judged)) for k in range(max(1, ensemble))]
     result = members[0]
     if three:
+        units = (max_units(judge_train, scaler, names, C=C, l_features=l_features, judge_weight=judge_weight)
+                 if head == "mean" else [])
         model = gated_mlp([m.model for m in members],
                           gate_units(train, scaler, names, gate, seed=train_config.seed, offset=gate_offset),
-                          len(names), train_config)
+                          len(names), train_config, units=units, units_weight=MEAN_WEIGHT if units else 0.0)
         result = dataclasses.replace(result, model=model, class_names=classes, n_train=len(train),
                                      seconds=sum(m.seconds for m in members))
+    elif head == "mean":
+        raise ValueError("the mean judge is built behind the voice gate: the training rows need no_voice clips")
     elif len(members) > 1:
         result = dataclasses.replace(result, model=average_models([m.model for m in members], train_config),
                                      seconds=sum(m.seconds for m in members))
@@ -804,12 +818,14 @@ def main(argv: list[str] | None = None) -> int:
     metadata = make_metadata(feature_version=FEATURE_VERSION, feature_names=names, class_names=result.class_names,
                              metrics=metrics, trained_on=trained_on, config=train_config.to_dict(),
                              history=result.history)
-    metadata["config"]["ensemble"] = args.ensemble if args.head == "stack" else 1
+    metadata["config"]["ensemble"] = args.ensemble if args.head in ("stack", "mean") else 1
     metadata["config"]["head"] = args.head
-    if args.head in ("max", "linear"):
+    if args.head in ("max", "linear", "mean"):
         metadata["config"]["head_C"] = args.C
         metadata["config"]["head_L_features"] = args.l_features
         metadata["config"]["head_judge_weight"] = args.judge_weight
+    if args.head == "mean":
+        metadata["config"]["head_mean_weight"] = MEAN_WEIGHT
     if labels.NO_VOICE in result.class_names:
         metadata["config"].update(gate=args.gate, gate_C=GATE_C, gate_offset=args.gate_offset,
                                   judge_copies=args.judge_copies)

@@ -226,6 +226,32 @@ def test_gated_mlp_is_the_judges_mean_logit_behind_the_gate(three_labelled):
     assert np.abs(predict_proba(copy, X) - p).max() > 1e-3
 
 
+def test_the_mean_head_averages_the_max_and_stack_judges_behind_the_gate(three_labelled):
+    """``--head mean``: the judge logit is half the MLPs' mean logit and half the ``max`` judge's units, carried
+    through the MLPs' second layer beside the gate's, still one chain of Dense layers."""
+    from singtalk.model import train as train_model
+
+    scaler = MinMaxScaling(NAMES).fit(three_labelled[NAMES].to_numpy())
+    X = scaler.transform(three_labelled[NAMES].to_numpy())
+    voiced = three_labelled["label"] != "no_voice"
+    config = TrainConfig(hidden_units=(16, 8), epochs=5, patience=5, dropout=0.0)
+    members = [train_model(X[voiced], three_labelled["label"][voiced].to_numpy(), list(train_default.VOICED),
+                           config.replace(seed=k)).model for k in range(2)]
+    gate = train_default.gate_units(three_labelled, scaler, NAMES, "linear")
+    units = train_default.max_units(three_labelled, scaler, NAMES)
+    model = train_default.gated_mlp(members, gate, len(NAMES), config, units=units, units_weight=0.5)
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ["Dense"] * 4
+    s, t = train_default.VOICED.index("singing"), train_default.VOICED.index("talking")
+    stack = np.mean([np.log(q[:, s]) - np.log(q[:, t]) for q in (predict_proba(k, X) for k in members)], axis=0)
+    most = sum(sign * np.maximum(X @ w + b, 0.0) for w, b, sign in units)
+    assert np.abs(most - stack).max() > 0.5  # two different judges, so the test can tell their mean apart
+    g = gate_logit(gate, X)
+    p = predict_proba(model, X)
+    order = list(train_default.CLASSES)
+    np.testing.assert_allclose(p[:, order.index("no_voice")], sigmoid(-g), atol=1e-5)
+    np.testing.assert_allclose(p[:, order.index("singing")], sigmoid(g) * sigmoid((stack + most) / 2), atol=1e-4)
+
+
 def test_the_judge_can_leave_out_the_loudest_copies_and_the_gate_still_learns_from_them(three_labelled):
     """``--judge-copies moderate``: voiced copies under a loud background or hiss train the gate, not the judge."""
     frame = three_labelled.copy()
