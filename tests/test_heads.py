@@ -198,18 +198,23 @@ def test_max_head_behind_the_gate_is_the_product_of_the_two(three_labelled, kind
     assert np.mean(found == (three_labelled["label"] == "no_voice")) > 0.85  # the gate learnt the third class
 
 
+def judges_and_gate(frame: pd.DataFrame):
+    """The scaler, the scaled features, a small config, two two-class MLPs on the voiced rows and a linear gate."""
+    from singtalk.model import train as train_model
+
+    scaler = MinMaxScaling(NAMES).fit(frame[NAMES].to_numpy())
+    X = scaler.transform(frame[NAMES].to_numpy())
+    voiced = frame["label"] != "no_voice"
+    config = TrainConfig(hidden_units=(16, 8), epochs=5, patience=5, dropout=0.0)
+    members = [train_model(X[voiced], frame["label"][voiced].to_numpy(), list(train_default.VOICED),
+                           config.replace(seed=k)).model for k in range(2)]
+    return scaler, X, config, members, train_default.gate_units(frame, scaler, NAMES, "linear")
+
+
 def test_gated_mlp_is_the_judges_mean_logit_behind_the_gate(three_labelled):
     """The shipped kind of head: two-class MLPs (their mean singing-minus-talking logit) behind the gate, in one
     chain of Dense layers that retraining fine-tunes like any model."""
-    from singtalk.model import train as train_model
-
-    scaler = MinMaxScaling(NAMES).fit(three_labelled[NAMES].to_numpy())
-    X = scaler.transform(three_labelled[NAMES].to_numpy())
-    voiced = three_labelled["label"] != "no_voice"
-    config = TrainConfig(hidden_units=(16, 8), epochs=5, patience=5, dropout=0.0)
-    members = [train_model(X[voiced], three_labelled["label"][voiced].to_numpy(), list(train_default.VOICED),
-                           config.replace(seed=k)).model for k in range(2)]
-    gate = train_default.gate_units(three_labelled, scaler, NAMES, "linear")
+    _, X, config, members, gate = judges_and_gate(three_labelled)
     model = train_default.gated_mlp(members, gate, len(NAMES), config)
     assert [type(layer).__name__ for layer in model.layers[1:]] == ["Dense"] * 4
     s, t = train_default.VOICED.index("singing"), train_default.VOICED.index("talking")
@@ -229,15 +234,7 @@ def test_gated_mlp_is_the_judges_mean_logit_behind_the_gate(three_labelled):
 def test_the_mean_head_averages_the_max_and_stack_judges_behind_the_gate(three_labelled):
     """``--head mean``: the judge logit is half the MLPs' mean logit and half the ``max`` judge's units, carried
     through the MLPs' second layer beside the gate's, still one chain of Dense layers."""
-    from singtalk.model import train as train_model
-
-    scaler = MinMaxScaling(NAMES).fit(three_labelled[NAMES].to_numpy())
-    X = scaler.transform(three_labelled[NAMES].to_numpy())
-    voiced = three_labelled["label"] != "no_voice"
-    config = TrainConfig(hidden_units=(16, 8), epochs=5, patience=5, dropout=0.0)
-    members = [train_model(X[voiced], three_labelled["label"][voiced].to_numpy(), list(train_default.VOICED),
-                           config.replace(seed=k)).model for k in range(2)]
-    gate = train_default.gate_units(three_labelled, scaler, NAMES, "linear")
+    scaler, X, config, members, gate = judges_and_gate(three_labelled)
     units = train_default.max_units(three_labelled, scaler, NAMES)
     model = train_default.gated_mlp(members, gate, len(NAMES), config, units=units, units_weight=0.5)
     assert [type(layer).__name__ for layer in model.layers[1:]] == ["Dense"] * 4
