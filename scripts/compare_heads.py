@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=1)
     parser.add_argument("--cache", default="var/cache")
     args = parser.parse_args(argv)
-    ns = argparse.Namespace(data=None, copies=2, seed=0, jobs=2, backgrounds=True, split=str(T.SPLIT_FILE),
-                            cache=args.cache, spectro_folds=str(T.SPECTRO_FOLDS / "{view}"))
-    table, inputs, fold_dirs, _, names = T.prepare(ns)
+    table, inputs, fold_dirs, names = T.features_of(cache=args.cache)
     table["corpus"] = table["source"].map(dataset.corpus_of)
     if args.what == "gate":
         compare_gates(table, names)

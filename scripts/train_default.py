@@ -350,7 +350,7 @@ def gated_mlp(members: list, gate, n_features: int, train_config, *, units: list
     gate_w, gate_b, gate_v, gate_c = gate
     carried_w = np.concatenate([np.stack([w for w, _, _ in units], axis=1), gate_w], axis=1) if units else gate_w
     carried_b = np.concatenate([np.array([b for _, b, _ in units]), gate_b]) if units else gate_b
-    n_units, n_carried = len(units), carried_w.shape[1]
+    n_gate, n_carried = gate_w.shape[1], carried_w.shape[1]
     layers = []
     for i in range(depth):
         if i == 0:
@@ -364,7 +364,6 @@ def gated_mlp(members: list, gate, n_features: int, train_config, *, units: list
     m_w = np.concatenate([share * (st[-1][0][:, s] - st[-1][0][:, t]) / len(stacks) for st in stacks]
                          + [units_weight * np.array([sign for _, _, sign in units], float)])
     m_b = share * float(np.mean([st[-1][1][s] - st[-1][1][t] for st in stacks]))
-    n_gate = n_carried - n_units
     pair = np.zeros((m_w.size + n_gate, 4))
     pair[: m_w.size, 0], pair[: m_w.size, 1] = m_w, -m_w
     pair[m_w.size:, 2], pair[m_w.size:, 3] = gate_v, -gate_v
@@ -526,7 +525,7 @@ def fit(train: pd.DataFrame, names: list[str], train_config, ensemble: int = 1, 
                  if head == "mean" else [])
         model = gated_mlp([m.model for m in members],
                           gate_units(train, scaler, names, gate, seed=train_config.seed, offset=gate_offset),
-                          len(names), train_config, units=units, units_weight=MEAN_WEIGHT if units else 0.0)
+                          len(names), train_config, units=units, units_weight=MEAN_WEIGHT)
         result = dataclasses.replace(result, model=model, class_names=classes, n_train=len(train),
                                      seconds=sum(m.seconds for m in members))
     elif head == "mean":
@@ -678,15 +677,15 @@ def prepare(args) -> tuple[pd.DataFrame, dict, dict, dict, list[str]]:
     return table, inputs, fold_dirs, fold_info, names
 
 
-def features_of(loaded, *, data_dir: Path | None = None, jobs: int = 2, cache: str = "var/cache"):
-    """:func:`prepare` with this script's defaults (the recipe of the shipped builds), for measuring a stored
-    version ``loaded`` on its training features: ``(table, inputs, fold_dirs, names)``; from ``cache`` when they
-    were extracted before, else about 10 minutes on 2 cores."""
+def features_of(loaded=None, *, data_dir: Path | None = None, jobs: int = 2, cache: str = "var/cache"):
+    """:func:`prepare` with this script's defaults (the recipe of the shipped builds), for measuring heads, or a
+    stored version ``loaded`` (its features must be the table's), on the training features: ``(table, inputs,
+    fold_dirs, names)``; from ``cache`` when they were extracted before, else about 10 minutes on 2 cores."""
     args = argparse.Namespace(data=str(data_dir) if data_dir else None, copies=2, seed=0, jobs=jobs,
                               backgrounds=True, split=str(SPLIT_FILE), cache=cache,
                               spectro_folds=str(SPECTRO_FOLDS / "{view}"))
     table, inputs, fold_dirs, _, names = prepare(args)
-    if names != list(loaded.feature_names):
+    if loaded is not None and names != list(loaded.feature_names):
         raise SystemExit(f"the feature table's columns are not model {loaded.version}'s features")
     return table, inputs, fold_dirs, names
 

@@ -116,6 +116,7 @@ def test_features_on_a_lost_node_are_computed_again(two_nodes, clips, tmp_path):
     local = subprocess.run([*features, "--out", str(tmp_path / "local"), "--jobs", "1"], capture_output=True,
                            text=True, env=_env(), cwd=REPO_ROOT, timeout=300)
     assert local.returncode == 0, local.stderr
+
     def counts(out: str) -> list[str]:  # the node's death may print a raylet line of its own among ours
         return [line for line in out.splitlines() if line.startswith("train rows:")]
 
