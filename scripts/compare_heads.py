@@ -4,6 +4,7 @@
     .venv/bin/python scripts/compare_heads.py gate                  # gate kinds × C × offset
     .venv/bin/python scripts/compare_heads.py judge [--corpora mir1k,speechocean762,gtsinger,ravdess,m4singer]
                                                     [--ensemble 1]
+    .venv/bin/python scripts/compare_heads.py networks --networks 'var/spectro-grown/{view}' [--corpora ...]
 
 Both read the feature table ``train_default.prepare`` builds (from its ``--cache``: run ``train_default.py``
 first, or wait for the extraction). ``gate``: voice against no voice, with the gate refitted without each corpus
@@ -12,7 +13,12 @@ added to the gate's logit, (share of voiced clips called no voice, no-voice reca
 ``judge``: singing against talking on the voiced clips of each left-out corpus, every CNN logit from the
 networks trained without it (``models/spectro-folds/<view>/without_<corpus>.npz`` where the CNNs heard it),
 for the ``max`` judge (st-8), the ``stack`` MLPs on all features, on the dynamic features only, and the mean
-of the ``max`` and ``stack`` logits; prints each class's recall.
+of the ``max`` and ``stack`` logits; prints each class's recall. ``networks``: the served model's whole head
+(gate and judge, as its metadata names them) refitted without each corpus, once with the CNN logits of the
+committed networks trained without it and once with those of the networks in ``--networks`` (``{view}`` stands
+for the view; ``train_spectro.py --loso-only --from-features --left-out C`` trains them on the grown corpus);
+prints each network's balanced accuracy alone and their sum's, then, for the corpora with all three networks,
+what ``train_default.py``'s leave-one-source-out table prints.
 """
 
 from __future__ import annotations
@@ -112,19 +118,72 @@ def compare_judges(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: li
             print(f"  without {corpus}: {kind:18s} recall {recall}", flush=True)
 
 
+def network_logits(table: pd.DataFrame, inputs: dict, rows: np.ndarray, folder: Path, corpus: str,
+                   view: str) -> np.ndarray | None:
+    """The ``view`` logits of ``rows`` from ``folder``'s network trained without ``corpus``; for the committed
+    networks of a corpus none of them heard, the table's own (the shipped networks'); None if there is none."""
+    from singtalk.features import spectro_feature
+    from singtalk.spectro import SpectroNet
+
+    path = folder / f"without_{corpus}.npz"
+    if path.is_file():
+        net = SpectroNet.load(path)
+        return np.array([spectro_feature(inputs[view][r].astype(np.float32), net, view=view) for r in rows])
+    if folder == T.SPECTRO_FOLDS / view and not table["heard"].to_numpy()[rows].any():
+        return table[T.VIEW_FEATURES[view]].to_numpy()[rows]
+    return None
+
+
+def compare_networks(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: list[str], corpora: list[str],
+                     networks: str, ensemble: int | None) -> None:
+    from sklearn.metrics import balanced_accuracy_score
+
+    from singtalk.registry import ModelStore
+    from singtalk.spectro import VIEWS
+
+    other = {view: Path(networks.format(view=view)) for view in VIEWS}
+    sets = (("committed networks", fold_dirs), (networks, other))
+    print("each network alone and their sum S, on the left-out corpus's voiced clips (balanced where it has both):")
+    for corpus in corpora:
+        rows = np.flatnonzero((table["corpus"] == corpus).to_numpy() & ~table["augmented"].to_numpy()
+                              & table["label"].isin(T.VOICED).to_numpy())
+        y = (table["label"].to_numpy()[rows] == "singing")
+        for label, dirs in sets:
+            logits = {view: network_logits(table, inputs, rows, Path(dirs[view]), corpus, view) for view in VIEWS}
+            if all(v is not None for v in logits.values()):
+                logits["S"] = sum(logits[view] for view in VIEWS)
+            scored = {k: round(float(balanced_accuracy_score(y, v > 0)), 3) for k, v in logits.items() if v is not None}
+            print(f"  without {corpus:15s} {label}: {scored}", flush=True)
+    complete = [c for c in corpora if all((other[v] / f"without_{c}.npz").is_file() for v in VIEWS)]
+    if not complete:
+        return
+    loaded = ModelStore(Path(__file__).resolve().parent.parent / "models").load()
+    head_args = T.head_args_of(loaded.metadata, ensemble)
+    print(f"the head of {loaded.version} ({head_args[2]}, ensemble {head_args[1]}), refitted without each corpus")
+    for label, dirs in sets:
+        for corpus, t, result, scaler, nets in T.left_out_fits(table, inputs, dirs, names, head_args, complete):
+            held = t[~t["augmented"] & (t["corpus"] == corpus)]
+            print(f"  without {corpus:15s} {label}: {T.short(T.evaluate(result, scaler, held, names))}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("gate", "judge"))
+    parser.add_argument("what", choices=("gate", "judge", "networks"))
+    parser.add_argument("--networks", default="var/spectro-grown/{view}",
+                        help="networks: the folder of each view's without_<corpus>.npz ({view} stands for the view)")
     parser.add_argument("--corpora", default="mir1k,speechocean762,gtsinger,ravdess,m4singer")
-    parser.add_argument("--ensemble", type=int, default=1)
+    parser.add_argument("--ensemble", type=int, default=None,
+                        help="MLPs per judge (judge: default 1; networks: default the served model's)")
     parser.add_argument("--cache", default="var/cache")
     args = parser.parse_args(argv)
     table, inputs, fold_dirs, names = T.features_of(cache=args.cache)
     table["corpus"] = table["source"].map(dataset.corpus_of)
     if args.what == "gate":
         compare_gates(table, names)
+    elif args.what == "judge":
+        compare_judges(table, inputs, fold_dirs, names, args.corpora.split(","), args.ensemble or 1)
     else:
-        compare_judges(table, inputs, fold_dirs, names, args.corpora.split(","), args.ensemble)
+        compare_networks(table, inputs, fold_dirs, names, args.corpora.split(","), args.networks, args.ensemble)
     return 0
 
 

@@ -139,17 +139,26 @@ def clip_features(task: tuple[str, int, int], shipped: bool
              for view in spectro.VIEWS}, error, added)
 
 
-def extract_cached(tasks: list, shipped: np.ndarray, backgrounds: list[str], jobs: int, cache_dir: Path | None) -> list:
-    """:func:`clip_features` of every task in a process pool, kept in ``cache_dir`` under a key of the tasks,
-    the augmentation recipe and the feature schema, so another head is measured without decoding again."""
+def cache_key(tasks: list, shipped: np.ndarray, backgrounds: list[str]) -> str:
+    """What :func:`extract_cached`'s features depend on: the tasks, which rows take the shipped networks'
+    logits, the backgrounds, the augmentation recipe, the feature schema and those networks' weights."""
     import hashlib
-    import pickle
 
     from singtalk.features import FEATURE_VERSION
+    from singtalk.spectro import VIEWS, WEIGHTS
 
-    key = hashlib.sha256(json.dumps([tasks, shipped.tolist(), backgrounds, augment.DESCRIPTION, FEATURE_VERSION,
-                                     "with what each copy had added"],
-                                    default=str).encode()).hexdigest()[:16]
+    networks = [hashlib.sha256(WEIGHTS[view].read_bytes()).hexdigest() for view in VIEWS]
+    return hashlib.sha256(json.dumps([tasks, shipped.tolist(), backgrounds, augment.DESCRIPTION, FEATURE_VERSION,
+                                      "with what each copy had added", networks],
+                                     default=str).encode()).hexdigest()[:16]
+
+
+def extract_cached(tasks: list, shipped: np.ndarray, backgrounds: list[str], jobs: int, cache_dir: Path | None) -> list:
+    """:func:`clip_features` of every task in a process pool, kept in ``cache_dir`` under :func:`cache_key`, so
+    another head is measured without decoding again."""
+    import pickle
+
+    key = cache_key(tasks, shipped, backgrounds)
     path = cache_dir / f"features-{key}.pkl" if cache_dir else None
     if path and path.is_file():
         print(f"features from {path}", flush=True)

@@ -278,3 +278,96 @@ def test_training_script_loso_only_adds_the_left_out_networks_and_keeps_the_rest
     assert spectro.SpectroNet.load(out / "without_mir1k.npz").per_band
     with pytest.raises(SystemExit):
         train_spectro.main(args + ["--loso-only", "--no-loso"])
+
+    # --left-out: that corpus's network is trained again, the others' and their scores are kept
+    (out / "without_librispeech.npz").unlink()
+    earlier = (out / "without_mir1k.npz").read_bytes()
+    assert train_spectro.main(args + ["--loso-only", "--left-out", "librispeech", "--epochs", "2"]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert set(again["leave_one_source_out"]) == {"ravdess", "mir1k", "librispeech"}
+    assert again["leave_one_source_out"]["mir1k"] == report["leave_one_source_out"]["mir1k"]
+    assert (out / "without_librispeech.npz").is_file() and (out / "without_mir1k.npz").read_bytes() == earlier
+    assert "balanced_accuracy" in again["leave_one_source_out"]["ravdess"]  # both classes
+    assert "balanced_accuracy" not in again["leave_one_source_out"]["librispeech"]
+    with pytest.raises(SystemExit):
+        train_spectro.main(args + ["--loso-only", "--left-out", "nosuchcorpus"])
+    with pytest.raises(SystemExit):
+        train_spectro.main(args + ["--from-features", "--resung"])  # the cached inputs have no re-sung copies
+
+
+def test_training_from_the_feature_cache_resumes_only_a_run_of_the_same_settings(manifest, corpus, tmp_path):
+    """``train_spectro.py --from-features --resume``: a second run of the same settings keeps every network
+    the first one finished (the bytes unchanged, the report the same); other settings train them again."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_spectro
+
+    ravdess = manifest[manifest["source"] == "ravdess"]
+    actors = sorted(ravdess["speaker"].unique())[:4]
+    rows = pd.concat([ravdess[(ravdess["speaker"] == a) & (ravdess["label"] == label)].head(2)
+                      for a in actors for label in ("singing", "talking")])
+    rows.assign(path=rows["abspath"]).drop(columns="abspath").to_csv(tmp_path / "manifest.csv", index=False)
+    out = tmp_path / "out"
+    args = ["--data", str(tmp_path), "--view", "contour", "--epochs", "1", "--folds", "2", "--no-loso", "--jobs", "1",
+            "--from-features", "--cache", str(tmp_path / "cache"), "--out", str(out),
+            "--weights", str(out / "all-training.npz"), "--resume"]
+    assert train_spectro.main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.glob("*.npz")}
+    assert sorted(first) == ["all-training.npz", "fold0.npz", "fold1.npz"]
+    report = json.loads((out / "report.json").read_text())
+    assert len(rows) < report["inputs"] <= 3 * len(rows)  # the clips and their copies, from train_default's cache
+    assert train_spectro.main(args) == 0
+    assert {p.name: p.read_bytes() for p in out.glob("*.npz")} == first
+    assert {k: v for k, v in json.loads((out / "report.json").read_text()).items() if k != "seconds"} == \
+        {k: v for k, v in report.items() if k != "seconds"}
+    assert train_spectro.main(args[:5] + ["2"] + args[6:]) == 0  # two epochs: another run
+    assert all((out / name).read_bytes() != weights for name, weights in first.items())
+
+
+def test_cached_feature_rows_become_the_training_inputs_of_the_voiced_clips():
+    """``train_spectro.py --from-features``: train_default's table (a row per clip and per copy) gives the voiced
+    rows' inputs in order, one test flag per clip, and marks each clip's own (un-augmented) row."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_spectro
+
+    table = pd.DataFrame({
+        "path": ["a.wav", "a.wav", "a.wav", "n.wav", "b.wav", "c.wav", "c.wav"],
+        "label": ["singing", "singing", "singing", "no_voice", "talking", "talking", "talking"],
+        "split": ["train", "train", "train", "train", "test", "train", "train"],
+        "augmented": [False, True, True, False, False, False, True],
+        "group": ["s1", "s1", "s1", "n", "s2", "s3", "s3"], "source": ["x", "x", "x", "y", "z", "x", "x"]})
+    view_inputs = [np.full((5, 3), i, np.float16) for i in range(len(table))]
+    data = train_spectro.voiced_inputs(table, view_inputs)
+    assert [int(m[0, 0]) for m in data.raw] == [0, 1, 2, 4, 5, 6]  # the no-voice row left out
+    assert data.clip.tolist() == [0, 0, 0, 1, 2, 2]
+    assert data.test_mask.tolist() == [False, True, False]
+    assert data.clip_labels.tolist() == ["singing", "talking", "talking"]
+    assert data.clip_groups.tolist() == ["s1", "s2", "s3"]
+    assert data.y.tolist() == [1, 1, 1, 0, 0, 0]
+    assert data.first.tolist() == [True, False, False, True, True, False]
+    assert data.speakers.tolist() == ["s1"] * 3 + ["s2", "s3", "s3"] and data.sources.tolist()[3] == "z"
+
+
+def test_the_feature_cache_is_keyed_by_the_shipped_networks_weights(tmp_path, monkeypatch):
+    """``train_default.extract_cached`` keeps the shipped networks' logits in its features, so retrained
+    networks must not be given a cache extracted with the earlier ones: its key follows their weights."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_default
+
+    tasks, shipped = [("a.flac", 2, 0), ("b.flac", 0, 1)], np.array([False, True])
+    key = train_default.cache_key(tasks, shipped, [])
+    assert train_default.cache_key(list(tasks), shipped.copy(), []) == key
+    assert train_default.cache_key(tasks, ~shipped, []) != key
+    with np.load(spectro.WEIGHTS["mel"]) as data:
+        weights = {k: data[k] for k in data.files}
+    first = next(k for k in weights if weights[k].dtype.kind == "f")
+    weights[first] = weights[first] + 1e-3
+    np.savez(tmp_path / "retrained-mel.npz", **weights)
+    monkeypatch.setitem(spectro.WEIGHTS, "mel", tmp_path / "retrained-mel.npz")
+    assert train_default.cache_key(tasks, shipped, []) != key
