@@ -7,13 +7,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WEIGHTS := pretrained_models/2stems/.verified
+ROOMS := pretrained_models/rooms/.verified
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 HOST ?= 127.0.0.1
 PORT ?= 8501
 TEST_WORKERS ?= 2
 
-.PHONY: run test setup setup-test system-deps browser-deps bench clean-venv
+.PHONY: run test setup setup-test rooms system-deps browser-deps bench clean-venv
 
 run: setup
 	$(BIN)/streamlit run streamlit_app.py --server.address $(HOST) --server.port $(PORT)
@@ -25,7 +26,10 @@ test: setup-test
 
 setup: system-deps $(STAMP) $(WEIGHTS)
 
-setup-test: setup browser-deps
+setup-test: setup browser-deps $(ROOMS)
+
+# Two measured rooms (OpenAIR) for scripts/robustness.py's "(measured)" conditions and their tests.
+rooms: $(ROOMS)
 
 system-deps:
 	@command -v ffmpeg >/dev/null || { $(APT) update -qq && $(APT) install -y -qq ffmpeg; }
@@ -42,6 +46,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 $(WEIGHTS): $(STAMP) scripts/fetch_spleeter_weights.py
 	$(BIN)/python scripts/fetch_spleeter_weights.py
+	@touch $@
+
+$(ROOMS): $(STAMP) scripts/fetch_room_responses.py
+	$(BIN)/python scripts/fetch_room_responses.py
 	@touch $@
 
 bench: setup

@@ -57,7 +57,8 @@ WHAT_TO_EXPECT = (
     "right for voices the model never heard. Rooms, phones, laptops and compressed files barely change that.\n\n"
     "**Hard:** a voice under noise or music about as loud as itself (a busy street, a band at full volume) is "
     "missed in about one case in five and answered No voice, and a song under loud noise can sound spoken; for "
-    "a song with a band, tick *Extract vocals*. "
+    "a song with a band, tick *Extract vocals*. A very echoey space (a sports hall, a church, a stairwell) "
+    "loses about half the voices to No voice. "
     "Singing that stays close to speech (chanting, rap, acted sung lines) is often called Talking, and a bird "
     "or a dog can pass for a voice. Very short takes (under a couple of seconds of sound) are refused.")
 """Plain words on which recordings are hard (figures: docs/robustness.md, the README's model card)."""

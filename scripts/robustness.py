@@ -31,6 +31,9 @@ Conditions (:data:`CONDITIONS`, in this order):
 - ``hall``: the same, RT60 0.7–1.2 s, 1.5–4 m;
 - ``reverb tail 0.6 s``: the earlier synthetic room, an exponentially decaying noise response with RT60
   0.6 s behind a direct path of weight 3 (``augment.room_reverb``);
+- ``living room (measured)``, ``sports hall (measured)``: a real room's measured impulse response
+  (``singtalk.measured_rooms``: OpenAIR, University of York; the hall reverberates for about 5 s), fetched by
+  ``make rooms``;
 - ``laptop``: a room with RT60 0.4 s at 0.6 m, white noise at 20 dB SNR, a 120 Hz high-pass
   (``augment.laptop``);
 - ``telephone``: 300–3400 Hz, 8 kHz, G.711 μ-law and back (``augment.phone_line``);
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 import zlib
@@ -79,7 +83,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from singtalk import atomic, audio, augment, config, dataset, labels  # noqa: E402
+from singtalk import atomic, audio, augment, config, dataset, labels, measured_rooms  # noqa: E402
 
 SR = audio.SAMPLE_RATE
 SEED = 0
@@ -139,6 +143,10 @@ CONDITIONS: dict[str, Condition] = {
         "image-source room (pyroomacoustics), RT60 0.7–1.2 s, 1.5–4 m"),
     "reverb tail 0.6 s": Condition(lambda y, rng, bg: _reverb_tail(y, rng),
                                    "exponential noise tail, RT60 0.6 s, direct path ×3"),
+    "living room (measured)": Condition(lambda y, rng, bg: measured_rooms.in_room(y, "living room", SR),
+                                        measured_rooms.ROOMS["living room"].credit),
+    "sports hall (measured)": Condition(lambda y, rng, bg: measured_rooms.in_room(y, "sports hall", SR),
+                                        measured_rooms.ROOMS["sports hall"].credit),
     "laptop": Condition(lambda y, rng, bg: augment.laptop(y, rng, SR),
                         "room RT60 0.4 s at 0.6 m + white noise 20 dB SNR + 120 Hz high-pass"),
     "telephone": Condition(lambda y, rng, bg: augment.phone_line(y, SR), "300–3400 Hz, 8 kHz μ-law"),
@@ -538,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         version = args.version or store.current_version()
         if version is None:
             raise ModelError(f"No model is installed in {args.models} (no CURRENT file).")
+        for name in names:  # a measured room's response must be here before hours of measuring start
+            room = name.removesuffix(" (measured)")
+            if room in measured_rooms.ROOMS:
+                measured_rooms.response(room, SR)
         metadata = store.read_metadata(version)
         store.check_compatible(version, metadata)
         class_names = [str(c) for c in metadata["class_names"]]
@@ -598,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     for message in unexpected:
         print(f"warning: {message}", file=sys.stderr)
 
-    command = "python scripts/robustness.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "scripts/robustness.py", *(argv if argv is not None else sys.argv[1:])])
     report = {
         "model": version, "class_names": class_names, "n": len(clips), "left_out": bool(args.left_out),
         "counts": {c: int(counts.get(c, 0)) for c in labels.CLASSES},

@@ -254,7 +254,8 @@ def telephone(y: np.ndarray, sr: int) -> np.ndarray:
     return sosfilt(butter(4, [300, 3400], btype="band", fs=sr, output="sos"), y)
 
 
-def _resample(y: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
+def resample(y: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
+    """``y`` from ``from_sr`` to ``to_sr`` (polyphase)."""
     from scipy.signal import resample_poly
 
     g = gcd(int(from_sr), int(to_sr))
@@ -264,12 +265,12 @@ def _resample(y: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
 def phone_line(y: np.ndarray, sr: int) -> np.ndarray:
     """``y`` over a telephone line: 300–3400 Hz, down to 8 kHz, G.711 μ-law (8 bits), back to ``sr``; same length."""
     mu = 255.0
-    narrow = _resample(telephone(np.asarray(y, dtype=np.float64), sr), sr, 8000)
+    narrow = resample(telephone(np.asarray(y, dtype=np.float64), sr), sr, 8000)
     peak = max(np.max(np.abs(narrow)), 1e-9) if narrow.size else 1.0
     x = np.clip(narrow / peak, -1.0, 1.0)
     code = np.round(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) * 127) / 127
     decoded = np.sign(code) * np.expm1(np.abs(code) * np.log1p(mu)) / mu * peak
-    return _fit(_resample(decoded, 8000, sr), len(y))
+    return _fit(resample(decoded, 8000, sr), len(y))
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Where things live: the data corpus, the model store, the Spleeter weights.
+"""Where things live: the data corpus, the model store, the Spleeter weights, the measured rooms.
 
 Each location has a default relative to the repository and an environment
 variable that overrides it.
@@ -25,6 +25,12 @@ def models_dir() -> Path:
 def spleeter_models_dir() -> Path:
     """Folder holding ``2stems/`` (Spleeter's MODEL_PATH): ``$SINGTALK_SPLEETER_MODELS`` or ``pretrained_models/``."""
     return Path(os.environ.get("SINGTALK_SPLEETER_MODELS", REPO_ROOT / "pretrained_models"))
+
+
+def room_responses_dir() -> Path:
+    """Measured room impulse responses (``scripts/fetch_room_responses.py``): ``$SINGTALK_ROOMS`` or
+    ``pretrained_models/rooms/``."""
+    return Path(os.environ.get("SINGTALK_ROOMS", REPO_ROOT / "pretrained_models" / "rooms"))
 
 
 def work_dir() -> Path:
