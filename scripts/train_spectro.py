@@ -41,7 +41,7 @@ no-voice backgrounds included (this script's own extraction adds white or pink n
 belongs in an ``--out`` outside ``models/`` with ``--weights`` beside it (``train_default.py`` reads the
 committed folds of all three views, which must agree) until all three views are trained. ``--left-out`` names
 the corpora to leave out (default: every one). ``--resume`` keeps the networks an interrupted run of the same
-corpus and settings finished (``<out>/progress.json``): on two cores a whole retrain takes about seven hours.
+corpus and settings finished (``<out>/progress.json``): on two cores a whole retrain takes about fifteen hours.
 """
 
 from __future__ import annotations
@@ -236,12 +236,15 @@ def voiced_inputs(table: pd.DataFrame, view_inputs: list[np.ndarray]) -> Inputs:
 
 
 def run_key(args, data: Inputs) -> str:
-    """What a network of this run depends on: the view's settings and every input's clip, label, side and
-    group, so ``--resume`` never takes a network of another corpus, split or recipe."""
+    """What a network of this run depends on: the view's settings, the training copies' recipe and every
+    input's clip, label, side and group, so ``--resume`` never takes a network of another corpus, split or
+    recipe."""
     import hashlib
 
+    from singtalk import augment
+
     described = [args.view, args.epochs, args.seed, args.per_band, args.folds, args.copies, args.resung,
-                 "train_default cache" if args.from_features else "extracted",
+                 "train_default cache" if args.from_features else "extracted", augment.DESCRIPTION,
                  data.clip.tolist(), data.y.tolist(), data.test_mask.tolist(), data.clip_groups.tolist()]
     return hashlib.sha256(json.dumps(described, default=str).encode()).hexdigest()[:16]
 

@@ -326,6 +326,26 @@ def test_training_from_the_feature_cache_resumes_only_a_run_of_the_same_settings
     assert all((out / name).read_bytes() != weights for name, weights in first.items())
 
 
+def test_a_resumed_run_takes_no_network_of_another_copy_recipe(monkeypatch):
+    """``--resume``'s key changes with ``augment.DESCRIPTION`` (a room or noise recipe changed since)."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import train_spectro
+    from singtalk import augment
+
+    args = argparse.Namespace(view="mel", epochs=30, seed=0, per_band=True, folds=5, copies=2, resung=False,
+                              from_features=True)
+    data = train_spectro.Inputs(raw=[], clip=np.array([0]), y=np.array([1.0]), speakers=np.array(["s"]),
+                                sources=np.array(["x"]), first=np.array([True]), test_mask=np.array([False]),
+                                clip_labels=np.array(["singing"]), clip_groups=np.array(["s"]))
+    key = train_spectro.run_key(args, data)
+    assert train_spectro.run_key(args, data) == key
+    monkeypatch.setattr(augment, "DESCRIPTION", augment.DESCRIPTION + "; and a cathedral")
+    assert train_spectro.run_key(args, data) != key
+
+
 def test_cached_feature_rows_become_the_training_inputs_of_the_voiced_clips():
     """``train_spectro.py --from-features``: train_default's table (a row per clip and per copy) gives the voiced
     rows' inputs in order, one test flag per clip, and marks each clip's own (un-augmented) row."""
