@@ -65,7 +65,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from singtalk import atomic, config, dataset, spectro  # noqa: E402
+from singtalk import atomic, augment, config, dataset, spectro  # noqa: E402
 from train_default import SPECTRO_FOLDS  # noqa: E402
 
 CLASSES = ("singing", "talking")
@@ -240,8 +240,6 @@ def run_key(args, data: Inputs) -> str:
     input's clip, label, side and group, so ``--resume`` never takes a network of another corpus, split or
     recipe."""
     import hashlib
-
-    from singtalk import augment
 
     described = [args.view, args.epochs, args.seed, args.per_band, args.folds, args.copies, args.resung,
                  "train_default cache" if args.from_features else "extracted", augment.DESCRIPTION,
