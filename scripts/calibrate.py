@@ -107,27 +107,47 @@ def left_out_answers(loaded, *, data_dir: Path | None = None, jobs: int = 2, cac
     served model's training; from ``cache`` when it was extracted before, else about 20 minutes on 2 cores).
     For each corpus C (``dataset.corpus_of``) the head is refitted as ``train_default.py``'s leave-one-source-out
     run fits it (every CNN logit from the networks trained without C where they heard C; the head, gate,
-    ensemble and training settings from the version's metadata) and answers C's clean rows. Returns their path,
+    ensemble and training settings from the version's metadata) and answers C's clean rows; where
+    ``train_default.py`` kept that head (``var/left-out/<version>/``, ``left_out_store``) it answers without a
+    refit, its CNN logits from the networks it was indexed with. Returns their path,
     corpus, label and one ``p_<class>`` column per class of the model.
     """
+    import left_out_store
     import train_default as T
 
     from singtalk.model import predict_proba
+    from singtalk.spectro import SpectroNet
 
     table, inputs, fold_dirs, names = T.features_of(loaded, data_dir=data_dir, jobs=jobs, cache=cache)
+    table = table.assign(corpus=[dataset.corpus_of(s) for s in table["source"]])
+    kept = left_out_store.read_index(loaded.version)
+    wanted = corpora or sorted(table["corpus"].unique())
     answers = []
-    for corpus, t, result, scaler, _ in T.left_out_fits(table, inputs, fold_dirs, names,
-                                                     T.head_args_of(loaded.metadata, ensemble), corpora):
+
+    def answer(corpus: str, t: pd.DataFrame, predict) -> None:
         held = t[(t["corpus"] == corpus) & ~t["augmented"] & t["label"].isin(loaded.class_names)]
-        if list(result.class_names) != list(loaded.class_names):
-            raise SystemExit(f"without {corpus} the head has classes {result.class_names}, not {loaded.class_names}")
-        proba = predict_proba(result.model, scaler.transform(held[names].to_numpy()))
+        proba = predict(held[names].to_numpy())
         part = held[["path", "corpus", "label"]].reset_index(drop=True)
         for i, name in enumerate(loaded.class_names):
             part[f"p_{name}"] = proba[:, i]
         answers.append(part)
         right = np.mean(np.array(loaded.class_names)[proba.argmax(1)] == part["label"].to_numpy())
         print(f"  without {corpus}: {len(part)} clips, {right:.3f} right", file=sys.stderr, flush=True)
+
+    for corpus in [c for c in wanted if c in kept]:  # the heads train_default.py kept: answer, no refit
+        head = ModelStore(left_out_store.store_dir(loaded.version)).load(kept[corpus]["version"])
+        t = table.copy()  # inputs[view] is in the table's row order
+        rows = np.flatnonzero(((table["corpus"] == corpus) & ~table["augmented"]).to_numpy())
+        for view, path in kept[corpus]["nets"].items():
+            T.set_spectro_logits(t, inputs[view], rows, SpectroNet.load(path), view)
+        answer(corpus, t.iloc[rows], head.predict_proba)
+    refit = [c for c in wanted if c not in kept]
+    for corpus, t, result, scaler, _ in (T.left_out_fits(table, inputs, fold_dirs, names,
+                                                         T.head_args_of(loaded.metadata, ensemble), refit)
+                                         if refit else ()):
+        if list(result.class_names) != list(loaded.class_names):
+            raise SystemExit(f"without {corpus} the head has classes {result.class_names}, not {loaded.class_names}")
+        answer(corpus, t, lambda X: predict_proba(result.model, scaler.transform(X)))
     return pd.concat(answers, ignore_index=True)
 
 
