@@ -53,14 +53,15 @@ SEPARATE_HELP = ("Worth turning on for a song with instruments: Spleeter keeps t
                  "seconds to load the first time, then about 1 s per 30 s of audio. Afterwards the timeline has "
                  "gaps where the extracted vocals are quiet (the band plays alone): those stretches are No voice.")
 WHAT_TO_EXPECT = (
-    "**Easy:** clear singing or speech in any language, children included, and instrumental music: about 97 % "
-    "right for voices the model never heard. Rooms, phones, laptops and compressed files barely change that.\n\n"
-    "**Hard:** a voice under noise or music about as loud as itself (a busy street, a band at full volume) is "
-    "missed in about one case in five and answered No voice, and a song under loud noise can sound spoken; for "
-    "a song with a band, tick *Extract vocals*. A very echoey space (a sports hall, a church, a stairwell) "
-    "loses about half the voices to No voice. "
-    "Singing that stays close to speech (chanting, rap, acted sung lines) is often called Talking, and a bird "
-    "or a dog can pass for a voice. Very short takes (under a couple of seconds of sound) are refused.")
+    "**Easy:** clear singing or speech in any language, children included, and instrumental music or everyday "
+    "sounds (answered No voice): about 98 % right for voices the model never heard. Rooms, phones, laptops and "
+    "compressed files barely change that.\n\n"
+    "**Hard:** under noise or music about as loud as the voice (a busy street, a band at full volume) the "
+    "answer is wrong in about one case in six, mostly a song that sounds spoken; for a song with a band, tick "
+    "*Extract vocals*. A very echoey space (a sports hall, a church, a stairwell) loses about one voice in eight "
+    "to No voice and makes songs sound spoken. "
+    "Singing that stays close to speech (chanting, rap, acted sung lines) is often called Talking. Very short "
+    "takes (under a couple of seconds of sound) are refused.")
 """Plain words on which recordings are hard (figures: docs/robustness.md, the README's model card)."""
 
 GAPS_TEXT = ("Vocals extracted: gaps in the lines are stretches where the extracted vocals are too quiet to judge "

@@ -6,6 +6,8 @@ Prints, from one run (warm-up first, then ``--repeats`` interleaved rounds; medi
   - one STFT (librosa.stft, n_fft 2048, win 1024, hop 160): the reference;
   - singtalk.features.extract (one STFT + every feature, pitch included) and its ratio;
   - analyse + extract_windows (4 s windows, 2 s hop, as the classifier runs);
+  - the same without the voice detector (``vad.frame_probabilities`` replaced by zeros: st-8's work) and
+    the voice detector alone, with the ratio of the work with it to the work without it (issue 22, item 5);
   - the seed's way (librosa.feature.mfcc, chroma_stft, spectral_contrast, spectral_rolloff,
     zero_crossing_rate, spectral_centroid, each called on y, i.e. one STFT each), at librosa's
     default hop 512 and at the 10 ms hop (160) used here, with their ratios.
@@ -24,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from singtalk import features  # noqa: E402
+from singtalk import features, vad  # noqa: E402
 from singtalk.audio import SAMPLE_RATE, decode  # noqa: E402
 
 
@@ -63,6 +65,18 @@ def paired(reference, candidates: dict, repeats: int) -> tuple[float, dict[str, 
     return 1000 * statistics.median(ref_times), result
 
 
+def without_voice_detector(fn):
+    """``fn`` run with :func:`singtalk.vad.frame_probabilities` replaced by zeros (the work of schema st-8)."""
+    def run():
+        real = vad.frame_probabilities
+        vad.frame_probabilities = lambda y, n_frames, hop: np.zeros(n_frames, dtype=np.float32)
+        try:
+            return fn()
+        finally:
+            vad.frame_probabilities = real
+    return run
+
+
 def seed_way(y: np.ndarray, sr: int, hop: int | None) -> list[np.ndarray]:
     import librosa
 
@@ -98,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     reference, fast = paired(stft, {
         "features.extract (incl. pitch)": lambda: features.extract(y, sr),
         "analyse + extract_windows (4 s / 2 s)": lambda: features.extract_windows(features.analyse(y, sr)),
+        "  the same without the voice detector": without_voice_detector(
+            lambda: features.extract_windows(features.analyse(y, sr))),
+        "  the voice detector alone": lambda: vad.chunk_probabilities(y),
     }, args.repeats)
     _, seed = paired(stft, {
         "seed way, librosa defaults (hop 512)": lambda: seed_way(y, sr, None),
@@ -109,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'one STFT (n_fft 2048, win 1024, hop 160)':42s} {reference:8.1f} ms   1.00x")
     for name, (ms, ratio) in {**fast, **seed}.items():
         print(f"{name:42s} {ms:8.1f} ms   {ratio:.2f}x")
+    with_vad = fast["analyse + extract_windows (4 s / 2 s)"][1]
+    without = fast["  the same without the voice detector"][1]
+    print(f"windows with the voice detector / without it: {with_vad / without:.3f} (goal <= 1.10)")
     return 0
 
 

@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/compare_heads.py gate                  # gate kinds × C × offset
     .venv/bin/python scripts/compare_heads.py judge [--corpora mir1k,speechocean762,gtsinger,ravdess,m4singer]
-                                                    [--ensemble 1]
+                                                    [--ensemble 1] [--drop voice_prob]
     .venv/bin/python scripts/compare_heads.py networks --networks 'var/spectro-grown/{view}' [--corpora ...]
 
 Both read the feature table ``train_default.prepare`` builds (from its ``--cache``: run ``train_default.py``
@@ -175,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=None,
                         help="MLPs per judge (judge: default 1; networks: default the served model's)")
     parser.add_argument("--cache", default="var/cache")
+    parser.add_argument("--drop", default="", metavar="PREFIX",
+                        help="leave out the features whose names start with PREFIX (e.g. voice_prob: the judges "
+                             "without the voice detector's summaries)")
     args = parser.parse_args(argv)
     table, inputs, fold_dirs, names = T.features_of(cache=args.cache)
+    if args.drop:
+        names = [name for name in names if not name.startswith(args.drop)]
     table["corpus"] = table["source"].map(dataset.corpus_of)
     if args.what == "gate":
         compare_gates(table, names)

@@ -212,7 +212,7 @@ def set_spectro_logits(table: pd.DataFrame, inputs: list[np.ndarray], rows: np.n
 # -- training and evaluation ----------------------------------------------------
 HEADS = ("max", "logit-sum", "linear", "learned", "stack", "mean")
 """The singing/talking judge m. ``stack`` (the default since 2026-12, chosen on the grown corpus: docs/model.md):
-the mean logit of ``--ensemble`` MLPs trained on all 161 features of the voiced rows. ``max`` (st-8's): m =
+the mean logit of ``--ensemble`` MLPs trained on all 165 features (schema st-9) of the voiced rows. ``max`` (st-8's): m =
 max(J, S), S the sum of the three networks' logits, J = L + :data:`JUDGE_WEIGHT` × the contour network's logit,
 L strongly regularised logistic regressions on the hand-crafted features, averaged over fits that each leave
 one corpus out: singing when either says so. ``logit-sum``: S alone; ``linear``: J alone; ``learned``: K, L's

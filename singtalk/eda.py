@@ -60,6 +60,7 @@ FAMILIES = (
     ("spectral shape", r"(voiced_)?(log2_rolloff|log2_centroid|zcr|log10_flatness|flux|spectral_change)"),
     ("pitch", r"f0_|vibrato_|note_|periodicity|voiced_fraction"),
     ("rhythm and pauses", r"voiced_run|long_run|env_|pause_|onsets_"),
+    ("voice detector", r"voice_prob_"),
     ("CNN logits", r".*_logit$"),
 )
 """Feature families in display order, each a regular expression matched at the start of a feature's name."""

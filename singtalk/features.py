@@ -4,7 +4,8 @@
 from a single STFT (n_fft 2048, Hann window 1024, hop 160 = 10 ms): MFCC,
 ΔMFCC, chroma, spectral contrast, roll-off, centroid, flatness, flux, level,
 zero-crossing rate and an autocorrelation pitch track (Boersma's window-normalised
-ACF taken from the same power spectrum). :func:`pool` summarises any frame range
+ACF taken from the same power spectrum); beside it, a pretrained voice detector's probability per 32 ms
+(Silero VAD, :mod:`singtalk.vad`; schema st-9), which the voice gate leans on. :func:`pool` summarises any frame range
 into one vector of :data:`N_FEATURES` numbers named by :data:`FEATURE_NAMES`, so
 sliding windows over long audio (:func:`extract_windows`) cost one analysis. The
 last three features are learnt: ``spectro_logit``, ``harmonic_logit`` and ``contour_logit`` are
@@ -30,11 +31,11 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import spectro
+from . import spectro, vad
 from .audio import SAMPLE_RATE, SILENCE_PEAK
 from .errors import SilentAudio, TooShort
 
-FEATURE_VERSION = "st-8"
+FEATURE_VERSION = "st-9"
 """Stored with every model; a model trained on another version is refused."""
 
 N_FFT = 2048
@@ -95,6 +96,8 @@ _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
 
 
+VOICE_PROB_FEATURES = ["voice_prob_mean", "voice_prob_p90", "voice_prob_fraction", "voice_prob_max"]
+"""Summaries of the pretrained voice detector's track (:mod:`singtalk.vad`, schema st-9) over the sounding frames."""
 VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit", "contour": "contour_logit"}
 """The feature each spectrogram view's network (:data:`spectro.VIEWS`) gives."""
 VIEW_BANDS = {"mel": N_MELS, "harmonic": N_LOGF_BANDS, "contour": CONTOUR_BANDS}
@@ -124,6 +127,7 @@ def _names() -> tuple[str, ...]:
     names += [f"voiced_contrast{i}_mean" for i in range(N_CONTRAST_BANDS + 1)]
     names += ["voiced_log10_flatness_mean", "voiced_log2_centroid_mean"]
     names += ["long_run_fraction", "voiced_run_p50", "voiced_run_max", "onsets_per_s"]
+    names += VOICE_PROB_FEATURES
     names += [VIEW_FEATURES[view] for view in spectro.VIEWS]
     return tuple(names)
 
@@ -164,6 +168,7 @@ class Frames:
     vibrato: np.ndarray       # ~3–15 Hz band of the detrended pitch (st), 0 unvoiced
     f0_residual: np.ndarray   # pitch minus its 190 ms run-aware mean (st), 0 unvoiced
     long_run: np.ndarray      # bool: voiced frame in a run ≥ 0.4 s
+    voice_prob: np.ndarray    # Silero VAD's voice probability of the frame's 32 ms chunk (singtalk.vad)
 
     @property
     def n_frames(self) -> int:
@@ -468,7 +473,7 @@ def analyse(y: np.ndarray, sr: int = SAMPLE_RATE) -> Frames:
         level_db=f32(level_db), sounding=sounding, f0=f32(f0), periodicity=f32(periodicity), voiced=voiced,
         semitones=f32(pitch["semitones"]), f0_step=f32(pitch["f0_step"]), f0_stable=pitch["f0_stable"],
         in_note=pitch["in_note"], vibrato=f32(pitch["vibrato"]), f0_residual=f32(pitch["f0_residual"]),
-        long_run=pitch["long_run"],
+        long_run=pitch["long_run"], voice_prob=vad.frame_probabilities(y, n_frames, HOP_LENGTH),
     )
 
 
@@ -587,6 +592,14 @@ def _contour_features(fr: Frames, sl: slice, n_sounding: int) -> list[float]:
     return out
 
 
+def _voice_prob_features(prob: np.ndarray) -> list[float]:
+    """:data:`VOICE_PROB_FEATURES` of the sounding frames' voice probabilities (zeros for none)."""
+    if prob.size == 0:
+        return [0.0] * len(VOICE_PROB_FEATURES)
+    prob = prob.astype(np.float64)
+    return [float(prob.mean()), float(np.percentile(prob, 90)), float((prob > 0.5).mean()), float(prob.max())]
+
+
 VIEW_TRACKS = {"mel": "mel_db", "harmonic": "logf_db"}
 """The :class:`Frames` track each spectrogram view (:data:`spectro.VIEWS`) reads; ``contour`` is drawn
 from the pitch track by :func:`contour_image`."""
@@ -652,6 +665,7 @@ def pool(frames: Frames, start: int = 0, stop: int | None = None, *, nets=None) 
     parts.append(_pitch_features(frames, sl, n_sounding))
     parts.append(_rhythm_features(frames, sl))
     parts.append(_contour_features(frames, sl, n_sounding))
+    parts.append(_voice_prob_features(frames.voice_prob[sl][snd]))
     nets = nets or {}
     parts.append([spectro_feature(spectro_input(frames, start, stop, view=view), nets.get(view), view=view)
                   for view in spectro.VIEWS])

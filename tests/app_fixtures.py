@@ -22,6 +22,7 @@ CLASSES = ["singing", "talking"]
 THREE_CLASSES = ["singing", "talking", "no_voice"]
 PER_CLASS = 40
 SEED = 3
+LEARNING_RATE = 1e-3  # 3e-3 stopped at epoch 2 on the 12-clip validation split (schema st-9)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def build_store(root: Path, corpus: Path, *, classes=CLASSES, epochs: int = 25) 
     dataset.build_tables(labelled, tables_dir, jobs=min(2, os.cpu_count() or 1), seed=SEED)
     tables = training.load_tables(tables_dir)
     config = TrainConfig(hidden_units=(32,), epochs=epochs, patience=8, batch_size=16, dropout=0.1,
-                         learning_rate=3e-3)
+                         learning_rate=LEARNING_RATE)
     outcome = training.train_tables(tables, config)
     version = training.save_outcome(ModelStore(root), outcome, promote=True, note="app test store")
     train = tables.train

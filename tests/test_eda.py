@@ -16,7 +16,8 @@ from singtalk.features import FEATURE_NAMES
     ("log2_rolloff_mean", "spectral shape"), ("voiced_log10_flatness_mean", "spectral shape"),
     ("spectral_change_p25", "spectral shape"), ("f0_range", "pitch"), ("vibrato_extent", "pitch"),
     ("periodicity_voiced_mean", "pitch"), ("voiced_fraction", "pitch"), ("voiced_run_p90", "rhythm and pauses"),
-    ("onsets_per_s", "rhythm and pauses"), ("spectro_logit", "CNN logits"), ("something_new", "other"),
+    ("onsets_per_s", "rhythm and pauses"), ("voice_prob_p90", "voice detector"), ("spectro_logit", "CNN logits"),
+    ("something_new", "other"),
 ])
 def test_feature_families(name, family):
     assert eda.feature_family(name) == family

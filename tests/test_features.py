@@ -74,7 +74,7 @@ def spoken() -> np.ndarray:
 # -- schema ------------------------------------------------------------------
 def test_schema_is_named_versioned_and_consistent(sung):
     vector = F.extract(sung)
-    assert F.FEATURE_VERSION == "st-8"
+    assert F.FEATURE_VERSION == "st-9"
     assert len(F.FEATURE_NAMES) == F.N_FEATURES == vector.shape[0]
     assert len(set(F.FEATURE_NAMES)) == F.N_FEATURES
     assert vector.dtype == np.float32 and np.all(np.isfinite(vector))

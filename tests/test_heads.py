@@ -72,7 +72,7 @@ def hand_crafted_reference(frame: pd.DataFrame, fit_rows: pd.DataFrame, features
     static |= {"log2_rolloff_mean", "log2_centroid_mean", "zcr_mean", "log10_flatness_mean",
                "voiced_log10_flatness_mean", "voiced_log2_centroid_mean"}
     hand = [n for n in NAMES if n not in LOGITS and (features == "all" or n not in static)]
-    assert len(hand) == (158 if features == "all" else 119)
+    assert len(hand) == (162 if features == "all" else 123)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=train_default.LINEAR_C, class_weight="balanced",
                                                               max_iter=10000))
     pipe.fit(fit_rows[hand].to_numpy(), fit_rows["label"] == "singing")

@@ -103,7 +103,7 @@ def test_feature_is_gain_free_and_finite_on_short_or_empty_input():
     assert F.spectro_feature(mel[:0]) == 0.0
     assert F.spectro_feature(mel[:0], view="harmonic") == 0.0
     assert F.FEATURE_NAMES[-3:] == ("spectro_logit", "harmonic_logit", "contour_logit")
-    assert F.FEATURE_VERSION == "st-8"
+    assert F.FEATURE_VERSION == "st-9"
 
 
 @pytest.mark.parametrize("view", ["mel", "harmonic"])
