@@ -24,6 +24,8 @@ CHUNK = 512
 """Samples per probability (32 ms at 16 kHz)."""
 CONTEXT = 64
 """Samples of the previous chunk each chunk is read with."""
+ENCODE_BLOCK = 2048
+"""Chunks (about 65 s) encoded at once: bounds the memory of a long input's batched convolutions (~25 MB)."""
 LEVEL_RMS = 0.1
 """Inputs are scaled to this RMS (−20 dBFS) and clipped to ±1 first, so the probabilities do not depend on gain."""
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "silero-vad-5.1.2.npz"
@@ -38,8 +40,11 @@ def _weights() -> dict[str, np.ndarray]:
 def at_level(y: np.ndarray) -> np.ndarray:
     """``y`` as float32 at RMS :data:`LEVEL_RMS`, clipped to ±1 (silence unchanged)."""
     y = np.asarray(y, dtype=np.float32).reshape(-1)
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
-    return np.clip(y * np.float32(LEVEL_RMS / rms), -1.0, 1.0) if rms > 0 else y
+    rms = float(np.linalg.norm(y)) / np.sqrt(y.size) if y.size else 0.0
+    if rms == 0:
+        return y
+    scaled = y * np.float32(LEVEL_RMS / rms)
+    return np.clip(scaled, -1.0, 1.0, out=scaled)
 
 
 def _conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
@@ -69,18 +74,22 @@ def _encode(chunks: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
 def chunk_probabilities(y: np.ndarray) -> np.ndarray:
     """Voice probability of each whole 512-sample chunk of 16 kHz mono ``y`` (scaled by :func:`at_level`);
     shape ``(len(y) // 512,)``, empty for less than one chunk."""
-    y = at_level(y)
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
     n = y.size // CHUNK
     if n == 0:
         return np.zeros(0, dtype=np.float32)
     w = _weights()
-    padded = np.concatenate([np.zeros(CONTEXT, np.float32), y[: n * CHUNK]])
+    padded = np.zeros(CONTEXT + n * CHUNK, dtype=np.float32)  # no context before the first chunk
+    padded[CONTEXT:] = y[: n * CHUNK]
+    padded[CONTEXT:] = at_level(padded[CONTEXT:])
     chunks = np.lib.stride_tricks.sliding_window_view(padded, CHUNK + CONTEXT)[::CHUNK][:n]
     # torch.nn.LSTMCell, gates in the order input, forget, cell, output; sigmoid(x) = (1 + tanh(x / 2)) / 2, so
     # the sigmoid gates' rows are halved once and each step takes a single tanh
     half = np.where(np.arange(512) // 128 == 2, 1.0, 0.5).astype(np.float32)
-    gates_in = (_encode(chunks, w) @ w["decoder.rnn.weight_ih"].T
-                + (w["decoder.rnn.bias_ih"] + w["decoder.rnn.bias_hh"])) * half
+    encoded = np.concatenate([_encode(chunks[k: k + ENCODE_BLOCK], w) for k in range(0, n, ENCODE_BLOCK)])
+    gates_in = encoded @ w["decoder.rnn.weight_ih"].T
+    gates_in += w["decoder.rnn.bias_ih"] + w["decoder.rnn.bias_hh"]
+    gates_in *= half
     w_hh = np.ascontiguousarray(w["decoder.rnn.weight_hh"].T * half)
     h = np.zeros(128, np.float32)
     c = np.zeros(128, np.float32)
