@@ -96,7 +96,7 @@ _BLOCK_FRAMES = 512
 """Frames per STFT block: keeps temporaries in cache (≈1.7× faster than one big block) and bounds memory."""
 
 
-VOICE_PROB_FEATURES = ["voice_prob_mean", "voice_prob_p90", "voice_prob_fraction", "voice_prob_max"]
+VOICE_PROB_FEATURES = ("voice_prob_mean", "voice_prob_p90", "voice_prob_fraction", "voice_prob_max")
 """Summaries of the pretrained voice detector's track (:mod:`singtalk.vad`, schema st-9) over the sounding frames."""
 VIEW_FEATURES = {"mel": "spectro_logit", "harmonic": "harmonic_logit", "contour": "contour_logit"}
 """The feature each spectrogram view's network (:data:`spectro.VIEWS`) gives."""
