@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/compare_heads.py gate                  # gate kinds × C × offset
     .venv/bin/python scripts/compare_heads.py judge [--corpora mir1k,speechocean762,gtsinger,ravdess,m4singer]
-                                                    [--ensemble 1] [--drop voice_prob]
+                                                    [--ensemble 1] [--drop voice_prob,contour_logit]
     .venv/bin/python scripts/compare_heads.py networks --networks 'var/spectro-grown/{view}' [--corpora ...]
 
 Both read the feature table ``train_default.prepare`` builds (from its ``--cache``: run ``train_default.py``
@@ -109,8 +109,11 @@ def compare_judges(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: li
                                      SpectroNet.load(fold_dirs[view] / f"without_{corpus}.npz"), view)
         fit = t[(t["corpus"] != corpus) & ((t["split"] == "train") | ~t["augmented"])]
         held = T.voiced(t[(t["corpus"] == corpus) & ~t["augmented"]])
-        m = {kind: judge_logit(kind, fit, held, names, ensemble) for kind in ("max", "stack", "stack-dynamic")}
-        m["mean(max, stack)"] = (m["max"] + m["stack"]) / 2
+        with_cnns = set(T.VIEW_FEATURES.values()) <= set(names)
+        kinds = ("max", "stack", "stack-dynamic") if with_cnns else ("stack", "stack-dynamic")
+        m = {kind: judge_logit(kind, fit, held, names, ensemble) for kind in kinds}
+        if with_cnns:
+            m["mean(max, stack)"] = (m["max"] + m["stack"]) / 2
         y = held["label"].to_numpy()
         for kind, logit in m.items():
             said = np.where(logit >= 0, "singing", "talking")
@@ -175,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", type=int, default=None,
                         help="MLPs per judge (judge: default 1; networks: default the served model's)")
     parser.add_argument("--cache", default="var/cache")
-    parser.add_argument("--drop", default="", metavar="PREFIX",
-                        help="leave out the features whose names start with PREFIX (e.g. voice_prob: the judges "
-                             "without the voice detector's summaries)")
+    parser.add_argument("--drop", default="", metavar="PREFIXES",
+                        help="leave out the features whose names start with one of these comma-separated prefixes "
+                             "(e.g. voice_prob: the judges without the voice detector's summaries; "
+                             "spectro_logit,harmonic_logit,contour_logit: without the CNNs)")
     args = parser.parse_args(argv)
     table, inputs, fold_dirs, names = T.features_of(cache=args.cache)
     if args.drop:
-        names = [name for name in names if not name.startswith(args.drop)]
+        names = [name for name in names if not name.startswith(tuple(args.drop.split(",")))]
     table["corpus"] = table["source"].map(dataset.corpus_of)
     if args.what == "gate":
         compare_gates(table, names)
