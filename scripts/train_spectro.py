@@ -41,7 +41,7 @@ no-voice backgrounds included (this script's own extraction adds white or pink n
 belongs in an ``--out`` outside ``models/`` with ``--weights`` beside it (``train_default.py`` reads the
 committed folds of all three views, which must agree) until all three views are trained. ``--left-out`` names
 the corpora to leave out (default: every one). ``--resume`` keeps the networks an interrupted run of the same
-corpus and settings finished (``<out>/progress.json``): on two cores a whole retrain takes about fifteen hours.
+corpus and settings finished (``<out>/progress.json``): on two cores a whole retrain takes 40–60 hours.
 """
 
 from __future__ import annotations
