@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/compare_heads.py gate                  # gate kinds × C × offset
     .venv/bin/python scripts/compare_heads.py judge [--corpora mir1k,speechocean762,gtsinger,ravdess,m4singer]
-                                                    [--ensemble 1] [--drop voice_prob,contour_logit]
+                                                    [--ensemble 1] [--drop voice_prob,...]
     .venv/bin/python scripts/compare_heads.py networks --networks 'var/spectro-grown/{view}' [--corpora ...]
 
 Both read the feature table ``train_default.prepare`` builds (from its ``--cache``: run ``train_default.py``
@@ -100,6 +100,8 @@ def compare_judges(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: li
                    ensemble: int) -> None:
     from singtalk.spectro import VIEWS, SpectroNet
 
+    with_cnns = set(T.VIEW_FEATURES.values()) <= set(names)  # the max judge is built on the CNN logits
+    kinds = ("max", "stack", "stack-dynamic") if with_cnns else ("stack", "stack-dynamic")
     for corpus in corpora:
         t = table
         if (fold_dirs[VIEWS[0]] / f"without_{corpus}.npz").is_file():
@@ -109,8 +111,6 @@ def compare_judges(table: pd.DataFrame, inputs: dict, fold_dirs: dict, names: li
                                      SpectroNet.load(fold_dirs[view] / f"without_{corpus}.npz"), view)
         fit = t[(t["corpus"] != corpus) & ((t["split"] == "train") | ~t["augmented"])]
         held = T.voiced(t[(t["corpus"] == corpus) & ~t["augmented"]])
-        with_cnns = set(T.VIEW_FEATURES.values()) <= set(names)
-        kinds = ("max", "stack", "stack-dynamic") if with_cnns else ("stack", "stack-dynamic")
         m = {kind: judge_logit(kind, fit, held, names, ensemble) for kind in kinds}
         if with_cnns:
             m["mean(max, stack)"] = (m["max"] + m["stack"]) / 2

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default="var/cache")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", default="var/probe-judge", help="where the candidates and copies are kept")
+    parser.add_argument("--out", default="var/probe-judge",
+                        help="where the candidates are kept (delete it to compute them again)")
     args = parser.parse_args(argv)
     table, _, _, names = T.features_of(cache=args.cache)
     table["corpus"] = table["source"].map(dataset.corpus_of)
