@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-SAMPLE_RATE = 16000
 CHUNK = 512
-"""Samples per probability (32 ms at 16 kHz)."""
+"""Samples per probability (32 ms at 16 kHz, the only rate the detector was exported for)."""
 CONTEXT = 64
 """Samples of the previous chunk each chunk is read with."""
 ENCODE_BLOCK = 2048
